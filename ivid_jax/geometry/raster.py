@@ -45,6 +45,8 @@ import jax.numpy as jnp
 from jax import Array
 from jax import lax
 
+from ivid_jax import fusion_barrier
+
 _EMPTY = jnp.uint32(0xFFFFFFFF)
 # Row-span bounds are widened by this many pixels so that rounding in the span
 # computation never skips a sample that the exact edge test would accept.
@@ -76,14 +78,17 @@ class Fragments(NamedTuple):
 
 class _Setup(NamedTuple):
   """Per-face rasterisation data, struct-of-arrays, each [B*T] (edges [3, B*T])."""
-  a: Array       # edge coefficient of (p_x - o_x)
-  b: Array       # edge coefficient of (p_y - o_y)
-  c: Array       # edge constant
-  ox: Array      # edge origin x
-  oy: Array      # edge origin y
-  tie: Array     # bool: a sample exactly on this edge belongs to the face
-  r: Array       # [3, B*T] vertex weight turning E_k into perspective-correct weights
-  w: Array       # [3, B*T] vertex clip w (camera-space depth)
+  a: Array       # [3, BT] edge coefficient of (p_x - o_x)
+  b: Array       # [3, BT] edge coefficient of (p_y - o_y)
+  c: Array       # [3, BT] edge constant
+  ox: Array      # [3, BT] edge origin x
+  oy: Array      # [3, BT] edge origin y
+  tie: Array     # [3, BT] bool: a sample exactly on this edge belongs to the face
+  r: Array       # [3, BT] vertex weight turning E_k into perspective-correct weights
+  w: Array       # [3, BT] vertex clip w (camera-space depth)
+  qa: Array      # disparity plane 1/w(p) = qa p_x + qb p_y + qc (affine in screen space)
+  qb: Array
+  qc: Array
   s: Array       # orientation: +1 / -1 (0: degenerate, never drawn)
   x0: Array      # int32 first candidate column (clipped to the screen)
   x1: Array      # int32 last candidate column
@@ -94,76 +99,77 @@ class _Setup(NamedTuple):
   big: Array     # bool: handled by the span expansion
 
 
-def _screen_homogeneous(clip: Array, height: int, width: int) -> tuple[Array, Array, Array]:
-  """Clip coords [..., 4] -> screen-space homogeneous (X, Y, W), y down."""
-  x, y, w = clip[..., 0], clip[..., 1], clip[..., 3]
-  return (x + w) * (0.5 * width), (w - y) * (0.5 * height), w
-
-
 def _setup(clip: Array, faces: Array, height: int, width: int, near: float,
            window: int) -> _Setup:
   """Triangle setup for faces [B, T, 3] of vertices clip [B, V, 4]."""
-  tri = jax.vmap(lambda c, f: c[f])(clip, faces)  # [B, T, 3, 4]
-  tri = tri.reshape(-1, 3, 4)
+  bsz, num_verts = clip.shape[0], clip.shape[1]
+  # Per-vertex work first, then cheap 1-D gathers per corner (row gathers of
+  # [T, 3, 4] blocks are several times slower on CPU).
+  hx_v = (clip[..., 0] + clip[..., 3]) * (0.5 * width)
+  hy_v = (clip[..., 3] - clip[..., 1]) * (0.5 * height)
+  hw_v = clip[..., 3]
+  ok_v = (hw_v >= near) & jnp.all(jnp.isfinite(clip), -1)
+  safe_v = jnp.where(ok_v, hw_v, 1.0)
+  px_v, py_v = hx_v / safe_v, hy_v / safe_v
+  flat_ids = (faces + (jnp.arange(bsz, dtype=jnp.int32) * num_verts)[:, None, None]).reshape(-1, 3)
+  corner = lambda v: [v.reshape(-1)[flat_ids[:, k]] for k in range(3)]
+  hx, hy, hw, px, py, ok = map(corner, (hx_v, hy_v, hw_v, px_v, py_v, ok_v))
   ids = faces.reshape(-1, 3)
-  hx, hy, hw = _screen_homogeneous(tri, height, width)  # [BT, 3] each
-  finite = jnp.all(jnp.isfinite(tri), axis=(-1, -2))
+  finite = jnp.isfinite(hx[0] + hx[1] + hx[2] + hy[0] + hy[1] + hy[2] + hw[0] + hw[1] + hw[2])
   # Screen-space mode needs every vertex in front of the near plane.
-  screen = jnp.all(hw >= near, axis=-1) & finite
-  safe_w = jnp.where(screen[:, None], hw, 1.0)
-  px, py = hx / safe_w, hy / safe_w
+  screen = ok[0] & ok[1] & ok[2]
 
-  a, b, c, ox, oy, tie = [], [], [], [], [], []
+  a, b, c, ox, oy = [], [], [], [], []
   for k in range(3):
     i, j = (k + 1) % 3, (k + 2) % 3
     swap = ids[:, i] > ids[:, j]
     sgn = jnp.where(swap, -1.0, 1.0)
-    lo_x = jnp.where(swap, px[:, j], px[:, i])
-    lo_y = jnp.where(swap, py[:, j], py[:, i])
-    hi_x = jnp.where(swap, px[:, i], px[:, j])
-    hi_y = jnp.where(swap, py[:, i], py[:, j])
+    lo_x, hi_x = jnp.where(swap, px[j], px[i]), jnp.where(swap, px[i], px[j])
+    lo_y, hi_y = jnp.where(swap, py[j], py[i]), jnp.where(swap, py[i], py[j])
     # Homogeneous edge: n = h_i x h_j, E(p) = n . (p_x, p_y, 1).
-    nx = hy[:, i] * hw[:, j] - hw[:, i] * hy[:, j]
-    ny = hw[:, i] * hx[:, j] - hx[:, i] * hw[:, j]
-    nz = hx[:, i] * hy[:, j] - hy[:, i] * hx[:, j]
+    nx = hy[i] * hw[j] - hw[i] * hy[j]
+    ny = hw[i] * hx[j] - hx[i] * hw[j]
+    nz = hx[i] * hy[j] - hy[i] * hx[j]
     a.append(jnp.where(screen, -sgn * (hi_y - lo_y), nx))
     b.append(jnp.where(screen, sgn * (hi_x - lo_x), ny))
     c.append(jnp.where(screen, 0.0, nz))
     ox.append(jnp.where(screen, lo_x, 0.0))
     oy.append(jnp.where(screen, lo_y, 0.0))
-  area2 = (px[:, 1] - px[:, 0]) * (py[:, 2] - py[:, 0]) - (py[:, 1] - py[:, 0]) * (px[:, 2] - px[:, 0])
-  det = hx[:, 0] * (hy[:, 1] * hw[:, 2] - hw[:, 1] * hy[:, 2]) \
-      - hy[:, 0] * (hx[:, 1] * hw[:, 2] - hw[:, 1] * hx[:, 2]) \
-      + hw[:, 0] * (hx[:, 1] * hy[:, 2] - hy[:, 1] * hx[:, 2])
-  s = jnp.sign(jnp.where(screen, area2, det))
-  s = jnp.where(finite, s, 0.0)
-  for k in range(3):
-    mx, my = s * a[k], s * b[k]
-    tie.append((mx > 0) | ((mx == 0) & (my > 0)))
-  r = jnp.where(screen[:, None], 1.0 / safe_w, 1.0).T
-  w = hw.T
+  area2 = (px[1] - px[0]) * (py[2] - py[0]) - (py[1] - py[0]) * (px[2] - px[0])
+  det = hx[0] * (hy[1] * hw[2] - hw[1] * hy[2]) - hy[0] * (hx[1] * hw[2] - hw[1] * hx[2]) \
+      + hw[0] * (hx[1] * hy[2] - hy[1] * hx[2])
+  den = jnp.where(screen, area2, det)
+  s = jnp.where(finite, jnp.sign(den), 0.0)
+  tie = [(s * a[k] > 0) | ((s * a[k] == 0) & (s * b[k] > 0)) for k in range(3)]
+  r = [jnp.where(screen, 1.0 / safe, 1.0) for safe in (jnp.where(screen, w, 1.0) for w in hw)]
+  # sum_k E_k(p) r_k = den / w(p): in screen mode the E_k sum to twice the
+  # signed area, and for homogeneous edges sum_k E_k = det / w (Olano-Greer).
+  inv_den = 1.0 / jnp.where(s != 0, den, 1.0)
+  qa = sum(a[k] * r[k] for k in range(3)) * inv_den
+  qb = sum(b[k] * r[k] for k in range(3)) * inv_den
+  qc = sum((c[k] - a[k] * ox[k] - b[k] * oy[k]) * r[k] for k in range(3)) * inv_den
 
   # Bounding box: the projected vertices, or for faces crossing the near plane
   # the polygon left after clipping (kept vertices and edge/near-plane crossings).
   big_num = 1e30
-  pts_x, pts_y, pts_ok = [], [], []
+  xmin = ymin = jnp.full_like(s, big_num)
+  xmax = ymax = jnp.full_like(s, -big_num)
+  any_pt = jnp.zeros(s.shape, bool)
   for k in range(3):
-    ok = hw[:, k] >= near
-    wk = jnp.where(ok, hw[:, k], 1.0)
-    pts_x.append(hx[:, k] / wk)
-    pts_y.append(hy[:, k] / wk)
-    pts_ok.append(ok)
+    xmin = jnp.where(ok[k], jnp.minimum(xmin, px[k]), xmin)
+    xmax = jnp.where(ok[k], jnp.maximum(xmax, px[k]), xmax)
+    ymin = jnp.where(ok[k], jnp.minimum(ymin, py[k]), ymin)
+    ymax = jnp.where(ok[k], jnp.maximum(ymax, py[k]), ymax)
     i, j = k, (k + 1) % 3
-    crosses = (hw[:, i] - near) * (hw[:, j] - near) < 0
-    t = jnp.where(crosses, (near - hw[:, i]) / jnp.where(crosses, hw[:, j] - hw[:, i], 1.0), 0.0)
-    pts_x.append((hx[:, i] + t * (hx[:, j] - hx[:, i])) / near)
-    pts_y.append((hy[:, i] + t * (hy[:, j] - hy[:, i])) / near)
-    pts_ok.append(crosses)
-  pts_x, pts_y, pts_ok = jnp.stack(pts_x, -1), jnp.stack(pts_y, -1), jnp.stack(pts_ok, -1)
-  xmin = jnp.min(jnp.where(pts_ok, pts_x, big_num), -1)
-  xmax = jnp.max(jnp.where(pts_ok, pts_x, -big_num), -1)
-  ymin = jnp.min(jnp.where(pts_ok, pts_y, big_num), -1)
-  ymax = jnp.max(jnp.where(pts_ok, pts_y, -big_num), -1)
+    crosses = (hw[i] - near) * (hw[j] - near) < 0
+    t = jnp.where(crosses, (near - hw[i]) / jnp.where(crosses, hw[j] - hw[i], 1.0), 0.0)
+    cx = (hx[i] + t * (hx[j] - hx[i])) / near
+    cy = (hy[i] + t * (hy[j] - hy[i])) / near
+    xmin = jnp.where(crosses, jnp.minimum(xmin, cx), xmin)
+    xmax = jnp.where(crosses, jnp.maximum(xmax, cx), xmax)
+    ymin = jnp.where(crosses, jnp.minimum(ymin, cy), ymin)
+    ymax = jnp.where(crosses, jnp.maximum(ymax, cy), ymax)
+    any_pt |= ok[k] | crosses
 
   # Candidate samples: centres inside the box, clipped to the screen. The
   # clip comes before the integer cast so huge off-screen boxes cannot overflow.
@@ -171,28 +177,28 @@ def _setup(clip: Array, faces: Array, height: int, width: int, near: float,
   x1 = jnp.clip(jnp.floor(xmax - 0.5 + _SPAN_EPS), -1.0, width - 1.0)
   y0 = jnp.clip(jnp.ceil(ymin - 0.5 - _SPAN_EPS), 0.0, float(height))
   y1 = jnp.clip(jnp.floor(ymax - 0.5 + _SPAN_EPS), -1.0, height - 1.0)
-  drawable = (s != 0) & jnp.any(pts_ok, -1) & (x0 <= x1) & (y0 <= y1)
+  drawable = (s != 0) & any_pt & (x0 <= x1) & (y0 <= y1)
   n_cols = jnp.where(drawable, x1 - x0 + 1.0, 0.0)
   n_rows = jnp.where(drawable, y1 - y0 + 1.0, 0.0)
 
-  # Widest horizontal chord of a screen-space face is at its middle vertex.
-  order = jnp.argsort(py, axis=-1)
-  sx = jnp.take_along_axis(px, order, -1)
-  sy = jnp.take_along_axis(py, order, -1)
-  dy = sy[:, 2] - sy[:, 0]
-  t_mid = jnp.where(dy > 0, (sy[:, 1] - sy[:, 0]) / jnp.where(dy > 0, dy, 1.0), 0.0)
-  chord = jnp.abs(sx[:, 1] - (sx[:, 0] + t_mid * (sx[:, 2] - sx[:, 0])))
-  chord = jnp.where(dy > 0, chord, xmax - xmin)
+  # The widest horizontal chord of a triangle is the one through its middle
+  # vertex, and it splits the triangle into two with that common base:
+  # chord = 2 area / height.
+  dy = ymax - ymin
+  chord = jnp.where(dy > 0, jnp.abs(area2) / jnp.where(dy > 0, dy, 1.0), xmax - xmin)
   span = jnp.floor(jnp.minimum(chord, float(width)) + 4 * _SPAN_EPS) + 1.0
   span = jnp.where(screen, jnp.minimum(span, n_cols), n_cols)
 
   small = drawable & (n_cols <= window) & (n_rows <= window)
   big = drawable & ~small
   as_int = lambda v: v.astype(jnp.int32)
-  return _Setup(a=jnp.stack(a), b=jnp.stack(b), c=jnp.stack(c), ox=jnp.stack(ox),
-                oy=jnp.stack(oy), tie=jnp.stack(tie), r=r, w=w, s=s,
+  setup = _Setup(a=jnp.stack(a), b=jnp.stack(b), c=jnp.stack(c), ox=jnp.stack(ox),
+                oy=jnp.stack(oy), tie=jnp.stack(tie), r=jnp.stack(r), w=jnp.stack(hw), qa=qa, qb=qb, qc=qc, s=s,
                 x0=as_int(x0), x1=as_int(x1), y0=as_int(y0), y1=as_int(y1),
                 span=as_int(jnp.where(big, span, 0.0)), small=small, big=big)
+  # Materialise the per-face data: otherwise XLA fuses the whole setup into
+  # every per-sample consumer and recomputes it for each of the samples.
+  return fusion_barrier.materialize(setup)
 
 
 def _edges(setup: _Setup, px: Array, py: Array, take=lambda v: v) -> list[Array]:
@@ -201,22 +207,33 @@ def _edges(setup: _Setup, px: Array, py: Array, take=lambda v: v) -> list[Array]
           + take(setup.c[k]) for k in range(3)]
 
 
-def _fragment(setup: _Setup, px: Array, py: Array, near: float, far: float,
-              take=lambda v: v) -> tuple[Array, list[Array], Array]:
-  """Inside test, perspective-correct barycentrics and depth at (px, py)."""
+def _inside(setup: _Setup, px: Array, py: Array, take=lambda v: v) -> tuple[Array, list[Array]]:
+  """Coverage test at (px, py) with the fill rule; also returns the edge values."""
   e = _edges(setup, px, py, take)
   s = take(setup.s)
   inside = s != 0
   for k in range(3):
     inside &= (s * e[k] > 0) | ((e[k] == 0) & take(setup.tie[k]))
+  return inside, e
+
+
+def _candidate(setup: _Setup, px: Array, py: Array, near: float, far: float,
+               take=lambda v: v) -> tuple[Array, Array]:
+  """Coverage and disparity 1/w at (px, py): all the z-test needs, no divisions."""
+  inside, _ = _inside(setup, px, py, take)
+  q = take(setup.qa) * px + take(setup.qb) * py + take(setup.qc)
+  inside &= (q >= 1.0 / far) & (q <= 1.0 / near)
+  return inside, q
+
+
+def _fragment(setup: _Setup, px: Array, py: Array, take=lambda v: v) -> tuple[list[Array], Array]:
+  """Perspective-correct barycentrics and camera depth w at (px, py)."""
+  e = _edges(setup, px, py, take)
   we = [e[k] * take(setup.r[k]) for k in range(3)]
   den = we[0] + we[1] + we[2]
-  den_ok = den != 0
-  inv = 1.0 / jnp.where(den_ok, den, 1.0)
+  inv = 1.0 / jnp.where(den != 0, den, 1.0)
   lam = [we[k] * inv for k in range(3)]
-  depth = lam[0] * take(setup.w[0]) + lam[1] * take(setup.w[1]) + lam[2] * take(setup.w[2])
-  inside &= den_ok & (depth >= near) & (depth <= far)
-  return inside, lam, depth
+  return lam, sum(lam[k] * take(setup.w[k]) for k in range(3))
 
 
 def _key_params(clip: Array, near: float, far: float, num_faces: int):
@@ -236,8 +253,8 @@ def _key_params(clip: Array, near: float, far: float, num_faces: int):
   return id_bits, levels, q_hi, scale  # q_hi, scale: [B]
 
 
-def _pack_key(depth, face_local, q_hi, scale, levels, id_bits):
-  q = jnp.clip(jnp.floor((q_hi - 1.0 / depth) * scale), 0.0, levels)
+def _pack_key(disparity, face_local, q_hi, scale, levels, id_bits):
+  q = jnp.clip(jnp.floor((q_hi - disparity) * scale), 0.0, levels)
   return (q.astype(jnp.uint32) << id_bits) | face_local.astype(jnp.uint32)
 
 
@@ -276,14 +293,17 @@ def rasterize(clip: Array, faces: Array, *, height: int, width: int, near: float
   col = setup.x0[:, None, None] + k[None, None, :]
   row = setup.y0[:, None, None] + k[None, :, None]
   bcast = lambda v: v[:, None, None]
-  inside, _, depth = _fragment(setup, col + 0.5, row + 0.5, near, far, take=bcast)
+  inside, disp = _candidate(setup, col + 0.5, row + 0.5, near, far, take=bcast)
   inside &= bcast(setup.small) & (col <= bcast(setup.x1)) & (row <= bcast(setup.y1))
-  key = _pack_key(depth, bcast(local_face), bcast(q_hi[batch_of_face]),
+  key = _pack_key(disp, bcast(local_face), bcast(q_hi[batch_of_face]),
                   bcast(scale[batch_of_face]), levels, id_bits)
   key = jnp.where(inside, key, _EMPTY)
-  pix = (bcast(batch_of_face) * height + row) * width + col
-  pix = jnp.where(inside, pix, n_pix)
-  zbuf = jnp.full((n_pix,), _EMPTY, jnp.uint32).at[pix.reshape(-1)].min(key.reshape(-1), mode='drop')
+  # Addresses do not depend on coverage (misses carry the no-op key instead),
+  # so XLA computes them without re-running the edge tests.
+  pix = (bcast(batch_of_face) * height + jnp.clip(row, 0, height - 1)) * width \
+      + jnp.clip(col, 0, width - 1)
+  zbuf = jnp.full((n_pix,), _EMPTY, jnp.uint32).at[pix.reshape(-1)].min(
+      key.reshape(-1), mode='promise_in_bounds')
 
   # Large faces: (face, row, column) work items in chunks, as long as needed.
   rows = jnp.where(setup.big, setup.y1 - setup.y0 + 1, 0)
@@ -304,13 +324,17 @@ def rasterize(clip: Array, faces: Array, *, height: int, width: int, near: float
     marks = jnp.full((chunk,), -1, jnp.int32).at[jnp.where(starts_here, starts - base, chunk)].max(
         face_ids, mode='drop')
     marks = marks.at[0].max(prev)
-    f = lax.cummax(marks)
+    # associative_scan lowers to a few vectorised passes; lax.cummax is 3x slower on CPU.
+    f = lax.associative_scan(jnp.maximum, marks)
     fc = jnp.maximum(f, 0)
     take = lambda v: v[fc]
     local = slot - take(starts)
     span = jnp.maximum(take(setup.span), 1)
-    y = take(setup.y0) + local // span
-    j = local % span
+    # Float division: exact here (local < 2^24, and the quotient is at least
+    # 0.5 / span from an integer) and vectorised, unlike int32 division on CPU.
+    row_off = jnp.floor((local.astype(jnp.float32) + 0.5) / span.astype(jnp.float32)).astype(jnp.int32)
+    y = take(setup.y0) + row_off
+    j = local - row_off * span
     yc = y.astype(jnp.float32) + 0.5
     # Left end of this row's span: the tightest lower bound over the edges.
     s = take(setup.s)
@@ -322,12 +346,12 @@ def rasterize(clip: Array, faces: Array, *, height: int, width: int, near: float
       lower = jnp.where(s * a > 0, jnp.maximum(lower, bound), lower)
     x = jnp.maximum(jnp.ceil(lower - 0.5 - _SPAN_EPS).astype(jnp.int32), take(setup.x0)) + j
     valid = (slot < total) & (f >= 0) & (x <= take(setup.x1))
-    inside, _, depth = _fragment(setup, x.astype(jnp.float32) + 0.5, yc, near, far, take=take)
+    inside, disp = _candidate(setup, x.astype(jnp.float32) + 0.5, yc, near, far, take=take)
     inside &= valid
     bf = batch_of_face[fc]
-    key = _pack_key(depth, local_face[fc], q_hi[bf], scale[bf], levels, id_bits)
-    pix = jnp.where(inside, (bf * height + y) * width + x, n_pix)
-    zbuf = zbuf.at[pix].min(jnp.where(inside, key, _EMPTY), mode='drop')
+    key = _pack_key(disp, local_face[fc], q_hi[bf], scale[bf], levels, id_bits)
+    pix = (bf * height + jnp.clip(y, 0, height - 1)) * width + jnp.clip(x, 0, width - 1)
+    zbuf = zbuf.at[pix].min(jnp.where(inside, key, _EMPTY), mode='promise_in_bounds')
     return c + 1, f[-1], zbuf
 
   _, _, zbuf = lax.while_loop(lambda st: st[0] < n_chunks, body,
@@ -341,7 +365,7 @@ def rasterize(clip: Array, faces: Array, *, height: int, width: int, near: float
   take = lambda v: v[gface]
   py = jnp.arange(height, dtype=jnp.float32)[None, :, None] + 0.5
   px = jnp.arange(width, dtype=jnp.float32)[None, None, :] + 0.5
-  _, lam, depth = _fragment(setup, px, py, near, far, take=take)
+  lam, depth = _fragment(setup, px, py, take=take)
   bary = jnp.where(covered[..., None], jnp.stack(lam, -1), 0.0)
   return Fragments(
       face=jnp.where(covered, face_local, -1),
@@ -362,14 +386,20 @@ def interpolate(attrs: Array, faces: Array, frags: Fragments) -> Array:
   Returns:
     float32 [B, H, W, C], 0 where no fragment was drawn.
   """
-  face = jnp.maximum(frags.face, 0)
-
-  def one(a, f, fc, bary):
-    verts = f[fc]  # [H, W, 3]
-    return sum(bary[..., k:k + 1] * a[verts[..., k]] for k in range(3))
-
-  out = jax.vmap(one)(attrs.astype(jnp.float32), faces, face, frags.bary)
-  return jnp.where(frags.covered[..., None], out, 0.0)
+  bsz, num_verts, channels = attrs.shape
+  num_faces = faces.shape[1]
+  # One flat 1-D gather per corner and channel: on CPU these are several
+  # times faster than gathering [.., 3] or [.., C] rows.
+  gface = jnp.maximum(frags.face, 0) + (jnp.arange(bsz, dtype=jnp.int32) * num_faces)[:, None, None]
+  vert_offset = (jnp.arange(bsz, dtype=jnp.int32) * num_verts)[:, None]
+  flat_faces = (faces.astype(jnp.int32) + vert_offset[..., None]).reshape(-1, 3)
+  verts = [flat_faces[:, k][gface] for k in range(3)]
+  flat_attrs = attrs.astype(jnp.float32).reshape(-1, channels)
+  out = []
+  for c in range(channels):
+    a = flat_attrs[:, c]
+    out.append(sum(frags.bary[..., k] * a[verts[k]] for k in range(3)))
+  return jnp.where(frags.covered[..., None], jnp.stack(out, -1), 0.0)
 
 
 def project(positions: Array, modelview: Array, projection: Array) -> Array:
