@@ -100,7 +100,7 @@ class _Setup(NamedTuple):
 
 
 def _setup(clip: Array, faces: Array, height: int, width: int, near: float,
-           window: int) -> _Setup:
+           window: int, cull_back: Array | None = None) -> _Setup:
   """Triangle setup for faces [B, T, 3] of vertices clip [B, V, 4]."""
   bsz, num_verts = clip.shape[0], clip.shape[1]
   # Per-vertex work first, then cheap 1-D gathers per corner (row gathers of
@@ -140,6 +140,10 @@ def _setup(clip: Array, faces: Array, height: int, width: int, near: float,
       + hw[0] * (hx[1] * hy[2] - hy[1] * hx[2])
   den = jnp.where(screen, area2, det)
   s = jnp.where(finite, jnp.sign(den), 0.0)
+  if cull_back is not None:
+    # Back-facing (s > 0: clockwise in window coordinates) culled faces are
+    # never drawn, so they do not occlude either.
+    s = jnp.where(cull_back.reshape(-1) & (s > 0), 0.0, s)
   tie = [(s * a[k] > 0) | ((s * a[k] == 0) & (s * b[k] > 0)) for k in range(3)]
   r = [jnp.where(screen, 1.0 / safe, 1.0) for safe in (jnp.where(screen, w, 1.0) for w in hw)]
   # sum_k E_k(p) r_k = den / w(p): in screen mode the E_k sum to twice the
@@ -259,7 +263,8 @@ def _pack_key(disparity, face_local, q_hi, scale, levels, id_bits):
 
 
 def rasterize(clip: Array, faces: Array, *, height: int, width: int, near: float,
-              far: float, window: int = 4, chunk: int | None = None) -> Fragments:
+              far: float, cull_back: Array | None = None, window: int = 4,
+              chunk: int | None = None) -> Fragments:
   """Rasterises a batch of triangle meshes with a z-buffer.
 
   Args:
@@ -268,6 +273,8 @@ def rasterize(clip: Array, faces: Array, *, height: int, width: int, near: float
     faces: int32 [B, T, 3] vertex indices per face.
     height, width: output size in samples (static).
     near, far: the projection's clip planes; fragments outside are dropped.
+    cull_back: optional bool [B, T]: these faces are discarded where they face
+      away from the camera (they neither draw nor occlude).
     window: side of the fixed candidate window for small faces (static).
     chunk: work items per iteration of the large-face loop (static); default
       scales with the output size.
@@ -282,7 +289,7 @@ def rasterize(clip: Array, faces: Array, *, height: int, width: int, near: float
   bsz, num_faces = faces.shape[0], faces.shape[1]
   clip = clip.astype(jnp.float32)
   faces = faces.astype(jnp.int32)
-  setup = _setup(clip, faces, height, width, near, window)
+  setup = _setup(clip, faces, height, width, near, window, cull_back)
   id_bits, levels, q_hi, scale = _key_params(clip, near, far, num_faces)
   n_pix = bsz * height * width
   batch_of_face = jnp.repeat(jnp.arange(bsz, dtype=jnp.int32), num_faces)
