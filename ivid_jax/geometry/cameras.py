@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 
+import jax
 import jax.numpy as jnp
 from jax import Array
 from jax.typing import ArrayLike
@@ -132,3 +133,26 @@ def invert_rigid(modelview: ArrayLike) -> Array:
 def camera_center(modelview: ArrayLike) -> Array:
   """World position of the camera centre of a rigid modelview. float32 [..., 3]."""
   return invert_rigid(modelview)[..., :3, 3]
+
+
+def random_training_camera(key: Array, shape: tuple[int, ...] = (), *, yaw_std: float = 0.15,
+                           pitch_std: float = 0.15, radius_std: float = 0.1,
+                           target_std: float = 0.05) -> Array:
+  """The random second camera V1 of a training pair (reference 2.2).
+
+  yaw, pitch ~ N(0, std^2) radians, radius = 1 + N(0, radius_std^2), and the
+  look-at target jittered by N(0, target_std^2) on each axis.
+
+  Args:
+    key: PRNG key.
+    shape: batch shape of the cameras.
+
+  Returns:
+    float32 [*shape, 4, 4] modelviews.
+  """
+  k_yaw, k_pitch, k_radius, k_target = jax.random.split(key, 4)
+  yaw = yaw_std * jax.random.normal(k_yaw, shape)
+  pitch = pitch_std * jax.random.normal(k_pitch, shape)
+  radius = 1.0 + radius_std * jax.random.normal(k_radius, shape)
+  target = target_std * jax.random.normal(k_target, shape + (3,))
+  return orbit_camera(yaw, pitch, radius, target)

@@ -1,0 +1,1 @@
+"""ml-collections configs of ivid-jax (installed as `ivid_jax.configs`)."""

@@ -1,0 +1,1 @@
+"""Data files bundled with ivid-jax (installed as `ivid_jax.bundled_data`)."""

@@ -1,0 +1,1 @@
+"""Small end-to-end programs behind the `ivid-jax` command."""

@@ -1,0 +1,43 @@
+"""ivid-jax: 3D-aware image generation with 2D diffusion models (IVID) in JAX/Flax."""
+
+import setuptools
+
+# Each bound is the range CI runs (lower: the versions it installs; upper: the
+# next minor release, which may break APIs this fast-moving stack changes).
+INSTALL_REQUIRES = [
+    'jax>=0.10.2,<0.11',
+    'flax>=0.12.8,<0.13',
+    'optax>=0.2.8,<0.3',
+    'orbax-checkpoint>=0.12.8,<0.13',
+    'tensorflow-datasets>=4.9.10,<4.10',
+    'ml-collections>=1.1.0,<1.2',
+    'clu>=0.0.12,<0.0.13',
+    'einops>=0.8.2,<0.9',
+    'numpy>=2.4,<2.5',
+    'absl-py>=2.5,<3',  # flags and logging of the `ivid-jax` command (ml-collections needs it)
+    # TFDS decodes images with PIL when TensorFlow is absent; also writes the demo's PNG/GIF.
+    'pillow>=13.0,<14',
+    # TFDS's download_and_prepare imports it (through etils) but does not depend on it.
+    'importlib_resources>=7.1,<8',
+    'tqdm>=4.67,<5',  # progress bars (TFDS already depends on it)
+]
+
+setuptools.setup(
+    name='ivid-jax',
+    version='0.1.0',
+    description=__doc__,
+    long_description=open('README.md', encoding='utf-8').read(),
+    long_description_content_type='text/markdown',
+    python_requires='>=3.10',
+    packages=setuptools.find_packages(include=['ivid_jax', 'ivid_jax.*']) + [
+        'ivid_jax.configs', 'ivid_jax.bundled_data'],
+    # The top-level configs/ and data/ folders install inside the package, so
+    # an installed `ivid-jax` finds its default config and bundled images.
+    package_dir={'ivid_jax.configs': 'configs', 'ivid_jax.bundled_data': 'data'},
+    package_data={'ivid_jax.bundled_data': ['*.npz', '*.md']},
+    install_requires=INSTALL_REQUIRES,
+    extras_require={
+        'test': ['pytest>=9.2,<10'],
+    },
+    entry_points={'console_scripts': ['ivid-jax=ivid_jax.main:run']},
+)

@@ -1,0 +1,24 @@
+"""Test set-up: 8 simulated CPU devices and the reference data of the authors' code."""
+
+import os
+
+# Must happen before JAX initialises its backends.
+os.environ.setdefault('XLA_FLAGS', '--xla_force_host_platform_device_count=8')
+os.environ.setdefault('JAX_PLATFORMS', 'cpu')
+
+import numpy as np  # pylint: disable=g-import-not-at-top
+import pytest  # pylint: disable=g-import-not-at-top
+
+DATA = os.path.join(os.path.dirname(__file__), 'data')
+
+
+@pytest.fixture(scope='session')
+def fbwarp_ref():
+  """The authors' forward-backward warps of six cases (tests/data/README.md)."""
+  return dict(np.load(os.path.join(DATA, 'fbwarp_public_ref.npz')))
+
+
+@pytest.fixture(scope='session')
+def aggregate_ref():
+  """The authors' 9-view chain and aggregated conditions (tests/data/README.md)."""
+  return dict(np.load(os.path.join(DATA, 'aggregate_public_ref.npz')))
