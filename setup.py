@@ -37,7 +37,9 @@ setuptools.setup(
     package_data={'ivid_jax.bundled_data': ['*.npz', '*.md']},
     install_requires=INSTALL_REQUIRES,
     extras_require={
-        'test': ['pytest>=9.2,<10'],
+        # pytest, and nbclient + a kernel to execute the Colab notebooks in tests.
+        'test': ['pytest>=9.2,<10', 'nbclient>=0.11,<0.12', 'nbformat>=5.11,<6',
+                 'ipykernel>=7.4,<8'],
     },
     entry_points={'console_scripts': ['ivid-jax=ivid_jax.main:run']},
 )

@@ -1,0 +1,26 @@
+"""The Colab notebooks run top to bottom against the installed package."""
+
+import os
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+COLAB = os.path.join(os.path.dirname(__file__), '..', 'colab')
+
+
+@pytest.mark.parametrize('name', ['warp_demo.ipynb'])
+def test_notebook_executes(name, tmp_path):
+  nb = nbformat.read(os.path.join(COLAB, name), as_version=4)
+  # One simulated device is enough here; keep the notebook's environment plain.
+  env_backup = os.environ.pop('XLA_FLAGS', None)
+  try:
+    NotebookClient(nb, timeout=600, kernel_name='python3',
+                   resources={'metadata': {'path': str(tmp_path)}}).execute()
+  finally:
+    if env_backup is not None:
+      os.environ['XLA_FLAGS'] = env_backup
+  outputs = [o for cell in nb.cells if cell.cell_type == 'code' for o in cell.outputs]
+  assert not [o for o in outputs if o.output_type == 'error']
+  images = [o for o in outputs if 'image/png' in o.get('data', {})]
+  assert len(images) == 2

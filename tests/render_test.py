@@ -1,0 +1,81 @@
+"""render_views: a stack of RGBD views into one camera, shared or per-view z-buffers."""
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from ivid_jax import image
+from ivid_jax.geometry import cameras
+from ivid_jax.geometry import depth as depth_lib
+from ivid_jax.geometry import render
+
+SIZE = 96  # 3x supersampling of the 32x32 views used here
+
+
+@pytest.fixture(scope='module')
+def chain(aggregate_ref):
+  views = aggregate_ref['views'][:, ::4, ::4]  # 32x32
+  return jnp.asarray(views), jnp.asarray(aggregate_ref['modelviews'])
+
+
+def test_a_view_rendered_into_its_own_camera_is_itself(chain):
+  views, mvs = chain
+  r = render.render_views(views[:1], mvs[:1], mvs[0], size=SIZE, shared_zbuffer=False)
+  color = np.asarray(image.block_center(r.color[0], 3))
+  depth = np.asarray(image.block_center(r.depth[0][..., None], 3))[..., 0]
+  lin = np.asarray(depth_lib.linearize_depth(views[0, ..., 3], depth_lib.SAMPLE_NEAR,
+                                             depth_lib.SAMPLE_FAR))
+  inner = (slice(1, -1), slice(1, -1))  # the border samples touch the frustum walls
+  np.testing.assert_array_equal(color[inner], np.asarray(views[0, ..., :3])[inner])
+  np.testing.assert_allclose(depth[inner], lin[inner], rtol=1e-5)
+  assert np.asarray(r.weight[0]).min() >= 1e-16
+
+
+def test_weights_of_a_fronto_parallel_plane_are_centre_biased():
+  # Reference 10.3: exp(-20 angle) to the source camera; ~4e-4 at the middle
+  # of an image edge (ray angle 0.39 rad), the 1e-4 floor in the corners.
+  n = 32
+  z = depth_lib.project_depth(2.0, depth_lib.SAMPLE_NEAR, depth_lib.SAMPLE_FAR)
+  view = jnp.concatenate([jnp.full((1, n, n, 3), 0.5), jnp.full((1, n, n, 1), z)], -1)
+  mv = cameras.view0()[None]
+  w = np.asarray(render.render_views(view, mv, mv[0], size=3 * n, shared_zbuffer=False,
+                                     erode_rgb=None).weight[0])
+  size = 3 * n
+
+  def expected(row, col):
+    ndc = np.hypot(2 * (row + 0.5) / size - 1, 2 * (col + 0.5) / size - 1)
+    return max(np.exp(-20 * np.arctan(ndc * np.tan(np.radians(22.5)))), 1e-4)
+
+  for row, col in [(48, 48), (40, 60), (48, 2), (4, 4)]:
+    assert w[row, col] == pytest.approx(expected(row, col), rel=1e-3)
+  assert w[48, 0] == pytest.approx(1e-16)  # outside the outermost vertices: the frustum wall
+
+
+def test_shared_zbuffer_is_the_nearest_view_and_invalid_views_draw_nothing(chain):
+  views, mvs = chain
+  valid = jnp.arange(9) < 5
+  per_view = render.render_views(views, mvs, mvs[5], valid=valid, size=SIZE,
+                                 shared_zbuffer=False)
+  shared = render.render_views(views, mvs, mvs[5], valid=valid, size=SIZE)
+  assert not bool(jnp.any(per_view.covered[5:]))
+  depth = np.where(per_view.covered, per_view.depth, np.inf)
+  nearest = np.argmin(depth, 0)
+  covered = np.asarray(per_view.covered).any(0)
+  np.testing.assert_array_equal(np.asarray(shared.view), np.where(covered, nearest, -1))
+  np.testing.assert_array_equal(np.asarray(shared.depth)[covered], depth.min(0)[covered])
+  assert set(np.unique(np.asarray(shared.view))) <= {-1, 0, 1, 2, 3, 4}
+
+
+def test_aggregation_weight_follows_the_reference_rules():
+  n = jnp.array([[0.0, 0.0, 1.0]] * 5)
+  pos = jnp.zeros((5, 3))
+  center = jnp.array([[0.0, 0.0, 1.0]] * 4 + [[0.1, 0.0, 1.0]])
+  flags = jnp.array([[0, 0, 0], [0, 0, 1], [0, 0.5, 0], [1, 0, 0], [0, 0, 0]], jnp.float32)
+  front = jnp.array([True, True, True, True, True])
+  w = np.asarray(render.aggregation_weight(n, pos, center, flags, front))
+  assert w[0] == pytest.approx(1.0)
+  assert w[1] == pytest.approx(1e-8)
+  assert w[2] == pytest.approx(1e-16) and w[3] == pytest.approx(1e-16)
+  assert w[4] == pytest.approx(np.exp(-20 * np.arctan(0.1)), rel=1e-4)
+  assert float(render.aggregation_weight(n[:1], pos[:1], center[:1], flags[:1],
+                                         jnp.array([False]))[0]) == 0.0
