@@ -37,3 +37,12 @@ def test_block_helpers():
   m = np.zeros((6, 6), bool)
   m[:3, :2] = True
   np.testing.assert_array_equal(image.block_count(m, 3), [[6, 0], [0, 0]])
+
+
+def test_downsample_color_8bit_truncates_then_resamples_like_pil():
+  x = np.random.default_rng(3).random((48, 48, 3)).astype(np.float32) * 1.1 - 0.05
+  u8 = (np.clip(x, 0, 1) * 255).astype(np.uint8)
+  ref = np.asarray(Image.fromarray(u8).resize((16, 16), Image.LANCZOS)) / 255.0
+  got = np.asarray(image.downsample_color_8bit(jnp.asarray(x), 16))
+  assert np.abs(got - ref).max() <= 1 / 255 + 1e-7
+  assert (np.abs(got - ref) > 1e-6).mean() < 1e-2

@@ -43,7 +43,7 @@ class Rendered(NamedTuple):
   """A textured grid mesh rendered at supersampled resolution.
 
   Attributes:
-    color: float32 [B, S, S, 3] nearest-texel colour (0 for back faces and empty).
+    color: [B, S, S, C] nearest texel, the texture's dtype (0 for back faces and empty).
     alpha: bool [B, S, S] front-facing and not an all-edge face.
     depth: float32 [B, S, S] camera-space depth, `far` where empty.
   """
