@@ -1,0 +1,1 @@
+"""Gaussian diffusion: schedules, the training objective, guidance and samplers."""

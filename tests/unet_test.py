@@ -1,0 +1,87 @@
+"""The ADM UNet: parity with the authors' network, the null class, dtypes, remat."""
+
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from ivid_jax import convert
+from ivid_jax.models import unet
+
+DATA = os.path.join(os.path.dirname(__file__), 'data')
+
+
+@pytest.fixture(scope='module')
+def ported():
+  ref = np.load(os.path.join(DATA, 'adm_small_ref.npz'))
+  args = json.loads(str(ref['config_json']))
+  model, params = convert.load_torch_state_dict(
+      convert.read_state_dict(os.path.join(DATA, 'adm_small_ref.npz')), args)
+  return ref, model, params
+
+
+def test_matches_the_authors_unet_on_all_reference_inputs(ported):
+  ref, model, params = ported
+  x = jnp.asarray(ref['input/x']).transpose(0, 2, 3, 1)  # NCHW -> NHWC
+  y = jax.jit(model.apply)({'params': params}, x, jnp.asarray(ref['input/t']),
+                           jnp.asarray(ref['input/classes']))
+  expected = ref['output/y'].transpose(0, 2, 3, 1)
+  # timesteps 0, 417, 999; labels 3, null, the last one.
+  np.testing.assert_array_equal(ref['input/t'], [0, 417, 999])
+  assert np.abs(np.asarray(y) - expected).max() <= 1e-4
+
+
+def test_null_label_is_the_zero_class_embedding(ported):
+  ref, model, params = ported
+  x = jnp.asarray(ref['input/x']).transpose(0, 2, 3, 1)[:2]
+  t = jnp.asarray([5, 500])
+  apply = jax.jit(model.apply)
+  null = apply({'params': params}, x, t, jnp.array([-1, -1]))
+  none = apply({'params': params}, x, t, None)
+  np.testing.assert_allclose(null, none, atol=1e-6)
+  labelled = apply({'params': params}, x, t, jnp.array([0, 0]))
+  assert np.abs(np.asarray(labelled - null)).max() > 1e-3
+
+
+def test_timestep_embedding_is_cos_first_on_raw_timesteps():
+  e = np.asarray(unet.timestep_embedding(jnp.array([0, 7]), 8))
+  np.testing.assert_allclose(e[0], [1, 1, 1, 1, 0, 0, 0, 0], atol=1e-7)
+  freqs = np.exp(-np.log(10000) * np.arange(4) / 4)
+  np.testing.assert_allclose(e[1], np.concatenate([np.cos(7 * freqs), np.sin(7 * freqs)]),
+                             rtol=1e-5, atol=1e-6)
+
+
+def test_tiny_unet_shapes_gradients_dtype_and_remat():
+  model = unet._TinyUNet()
+  x = jax.random.normal(jax.random.key(0), (2, 16, 16, 4))
+  t, c = jnp.array([3, 900]), jnp.array([1, -1])
+  params = jax.jit(model.init)(jax.random.key(1), x, t, c)['params']
+  assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(params))
+
+  def loss(p, m):
+    return jnp.mean(m.apply({'params': p}, x, t, c) ** 2)
+
+  # The zero-initialised output conv makes the first output exactly 0.
+  np.testing.assert_array_equal(model.apply({'params': params}, x, t, c), 0.0)
+  perturbed = jax.tree.map(lambda p: p + 0.01 * jnp.sin(jnp.arange(p.size).reshape(p.shape)),
+                           params)
+  grads = jax.jit(jax.grad(loss), static_argnums=1)(perturbed, model)
+  assert all(bool(jnp.all(jnp.isfinite(g))) for g in jax.tree.leaves(grads))
+  remat_grads = jax.jit(jax.grad(loss), static_argnums=1)(perturbed, unet._TinyUNet(remat=True))
+  for a, b in zip(jax.tree.leaves(grads), jax.tree.leaves(remat_grads)):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-7)
+  y16 = jax.jit(unet._TinyUNet(dtype=jnp.bfloat16).apply)({'params': perturbed}, x, t, c)
+  y32 = jax.jit(model.apply)({'params': perturbed}, x, t, c)
+  assert y16.dtype == jnp.float32  # the output head runs in float32
+  np.testing.assert_allclose(y16, y32, atol=0.05 * float(jnp.abs(y32).max()))
+
+
+def test_bad_inputs_are_rejected():
+  model = unet._TinyUNet()
+  with pytest.raises(ValueError, match='x must be'):
+    model.init(jax.random.key(0), jnp.zeros((1, 8, 8, 4)), jnp.zeros((1,)), None)
+  with pytest.raises(ValueError, match='unknown backbone arguments'):
+    unet.from_backbone_args({'image_size': 8, 'bogus': 1})
