@@ -20,6 +20,9 @@ INSTALL_REQUIRES = [
     # TFDS's download_and_prepare imports it (through etils) but does not depend on it.
     'importlib_resources>=7.1,<8',
     'tqdm>=4.67,<5',  # progress bars (TFDS already depends on it)
+    # The input pipeline: deterministic, shardable, checkpointable, TF-free reading of
+    # tfds.data_source (array_record).
+    'grain>=0.2.18,<0.3',
 ]
 
 setuptools.setup(
