@@ -43,6 +43,10 @@ setuptools.setup(
         # pytest, and nbclient + a kernel to execute the Colab notebooks in tests.
         'test': ['pytest>=9.2,<10', 'nbclient>=0.11,<0.12', 'nbformat>=5.11,<6',
                  'ipykernel>=7.4,<8'],
+        # `ivid-jax estimate-depth --model=<hub id or folder>`: transformers' depth models
+        # (MiDaS DPT-BEiT, Depth Anything) run with torch. Not installed by CI: tests use the
+        # built-in tiny-random backend.
+        'depth': ['transformers>=4.45,<6', 'torch>=2.4'],
     },
     entry_points={'console_scripts': ['ivid-jax=ivid_jax.main:run']},
 )

@@ -1,6 +1,7 @@
 """The `ivid-jax` command.
 
   ivid-jax warp-demo [--config=configs/warp_demo.py] [--config.warp.ssaa=2] [--workdir=DIR]
+  ivid-jax estimate-depth --images=ROOT/images --out=ROOT/depths [--model=ID|PATH]
 
 Commands:
   warp-demo   forward-backward warps of bundled RGBD images (the conditional
@@ -12,12 +13,25 @@ Commands:
               orbax checkpoint of Flax params at DST, for the network of
               --config's `model` section or of --backbone (the authors' JSON
               config, or its backbone args). Every tensor must map.
+  estimate-depth
+              monocular depth in the authors' format: for each image
+              <--images>/<rel>.<ext> (recursive), or each example of
+              --tfds=NAME[:split], a file <--out>/<rel>.npz holding one fp16
+              relative inverse depth map (key arr_0) at the image's size.
+              Batched, with a progress bar; resumable (finished files are
+              skipped). --model: a transformers depth model, hub id or local
+              folder (default Intel/dpt-beit-large-512, the authors' MiDaS
+              DPT-BEiT-L-512; needs pip install 'ivid-jax[depth]'), or
+              tiny-random (an untrained net for smoke runs, not real depth).
 
 Flags:
   --config      a get_config() file (default: the packaged configs/warp_demo.py);
                 any field can be overridden: --config.num_cameras=8
   --workdir     output folder (default: outputs/warp_demo)
   --backbone    convert-checkpoint: a JSON file of the authors' backbone args
+  --images, --tfds, --data_dir, --out, --model, --batch_size, --depth_scale,
+  --skip_bad_examples
+                estimate-depth (see ivid-jax --helpfull for each)
   --helpfull    every flag, including JAX's and absl's
 """
 
@@ -44,7 +58,28 @@ _BACKBONE = flags.DEFINE_string(
     'backbone', None, 'convert-checkpoint: JSON file with the authors\' backbone args (or '
     'their whole config); default: the `model` section of --config.')
 
-COMMANDS = {'warp-demo': 0, 'convert-checkpoint': 2}  # command -> positional arguments
+_IMAGES = flags.DEFINE_string(
+    'images', None, 'estimate-depth: a folder of images (searched recursively), e.g. '
+    'ROOT/images of the authors\' layout.')
+_TFDS = flags.DEFINE_string(
+    'tfds', None, 'estimate-depth: a TFDS dataset prepared as array_record, NAME or '
+    'NAME:SPLIT (default split train), read with tfds.data_source.')
+_DATA_DIR = flags.DEFINE_string('data_dir', None, 'estimate-depth: TFDS data_dir for --tfds.')
+_OUT = flags.DEFINE_string(
+    'out', None, 'estimate-depth: the depth folder (ROOT/depths); default: a `depths` folder '
+    'beside --images when that folder is called `images`.')
+_MODEL = flags.DEFINE_string(
+    'model', 'Intel/dpt-beit-large-512', 'estimate-depth: a transformers depth model (hub id '
+    'or local folder; pip install \'ivid-jax[depth]\') or tiny-random (untrained, smoke runs).')
+_BATCH_SIZE = flags.DEFINE_integer('batch_size', 8, 'estimate-depth: images per model call.')
+_DEPTH_SCALE = flags.DEFINE_enum(
+    'depth_scale', 'auto', ['auto', 'midas', 'max'], 'estimate-depth: midas keeps MiDaS/DPT '
+    'units; max scales each map to a maximum of 12504, read by the loader as disparity 2 '
+    '(depth 0.5); auto picks midas for DPT models, else max.')
+_SKIP_BAD = flags.DEFINE_bool(
+    'skip_bad_examples', False, 'Log, count and skip unreadable images instead of stopping.')
+
+COMMANDS = {'warp-demo': 0, 'convert-checkpoint': 2, 'estimate-depth': 0}  # -> positional args
 
 
 def _backbone_args() -> dict:
@@ -61,11 +96,36 @@ def _backbone_args() -> dict:
   return dict(_CONFIG.value.model)
 
 
+def _estimate_depth() -> None:
+  from ivid_jax.data import estimate_depth  # pylint: disable=g-import-not-at-top
+  out = _OUT.value
+  images = _IMAGES.value
+  if out is None and images and os.path.basename(os.path.normpath(images)) == 'images':
+    out = os.path.join(os.path.dirname(os.path.normpath(images)), 'depths')
+  if (_IMAGES.value is None) == (_TFDS.value is None) or out is None:
+    raise app.UsageError('estimate-depth needs exactly one of --images=DIR or --tfds=NAME[:split], '
+                         'and --out=DIR (unless --images is a folder called `images`)')
+  try:
+    summary = estimate_depth.run(
+        out=out, images=_IMAGES.value, tfds_name=_TFDS.value, data_dir=_DATA_DIR.value,
+        model=_MODEL.value, batch_size=_BATCH_SIZE.value, depth_scale=_DEPTH_SCALE.value,
+        skip_bad_examples=_SKIP_BAD.value)
+  except (ImportError, FileNotFoundError) as e:
+    raise app.UsageError(str(e)) from e
+  except estimate_depth.BadExampleError as e:
+    raise app.UsageError(f'{e}\n(--skip_bad_examples logs, counts and skips such images; '
+                         'rerunning resumes where this run stopped)') from e
+  print(summary.report())
+  print(f'depths: {out}')
+
+
 def main(argv: list[str]) -> None:
   if len(argv) < 2 or argv[1] not in COMMANDS or len(argv) != 2 + COMMANDS[argv[1]]:
     raise app.UsageError(f'Usage: ivid-jax COMMAND [ARGS] [flags], COMMAND one of '
                          f'{list(COMMANDS)}. See ivid-jax --help.')
-  if argv[1] == 'convert-checkpoint':
+  if argv[1] == 'estimate-depth':
+    _estimate_depth()
+  elif argv[1] == 'convert-checkpoint':
     from ivid_jax import convert  # pylint: disable=g-import-not-at-top
     src, dst = argv[2], argv[3]
     try:
