@@ -1,0 +1,105 @@
+"""On-device training pairs (reference 2.5-2.6), at 32 px to stay fast."""
+
+import jax
+import numpy as np
+import pytest
+
+from ivid_jax.data import conditional
+from ivid_jax.data import pipeline
+from ivid_jax.geometry import depth as depth_lib
+
+S, B = 32, 4
+
+
+@pytest.fixture(scope='module')
+def batch():
+  source = pipeline.random_smooth_source(8, S, seed=3)
+  loader = pipeline.make_loader(source, global_batch_size=B, seed=0, shard_index=0, shard_count=1,
+                                conditional=True)
+  return next(loader)
+
+
+@pytest.fixture(scope='module')
+def pair(batch):
+  return jax.tree.map(np.asarray, conditional.pair_from_batch(batch))
+
+
+def _identity_camera(n):
+  return {'yaw': np.zeros(n, np.float32), 'pitch': np.zeros(n, np.float32),
+          'radius': np.ones(n, np.float32), 'target': np.zeros((n, 3), np.float32)}
+
+
+def test_identity_camera_without_augmentation_returns_x0(batch):
+  out = conditional.make_training_pair(batch['rng'], batch['x0'], _identity_camera(B),
+                                       prewarp_noise=False, blur_prob=0.0, erode_max_steps=0)
+  out = jax.tree.map(np.asarray, out)
+  mask = out['mask'][..., 0]
+  # The warp loses a border of about two pixels (mesh1 has no skirt) and
+  # bands at the box's depth edges; everything else comes back.
+  z = (batch['x0'][..., 3] + 1) / 2
+  near_edge = ~np.asarray(jax.vmap(depth_lib.depth_edge)(z))
+  near_edge = np.stack([np.roll(near_edge, (dy, dx), (1, 2))
+                        for dy in range(-2, 3) for dx in range(-2, 3)]).any(0)
+  interior = np.zeros_like(near_edge)
+  interior[:, 3:-3, 3:-3] = True
+  assert np.all(mask[interior & ~near_edge] == 1)
+  assert 0.5 < mask.mean() < 0.8
+  np.testing.assert_array_equal(out['mask_rgb'], out['mask'])
+  on = mask > 0.5
+  x0, y = batch['x0'], out['y']
+  # Colour: two 8-bit Lanczos resamplings of the same grid; depth exact.
+  assert np.abs(y[..., :3] - x0[..., :3])[on].mean() < 2 / 255 * 2
+  np.testing.assert_allclose(y[..., 3][on], x0[..., 3][on], atol=2e-4)
+  np.testing.assert_array_equal(y[~on], -1.0)
+  np.testing.assert_array_equal(out['x0'], x0)
+
+
+def test_pair_shapes_dtypes_and_ranges(batch, pair):
+  assert set(pair) == {'x0', 'y', 'mask', 'mask_rgb', 'label'}
+  assert pair['x0'].shape == pair['y'].shape == (B, S, S, 4)
+  assert pair['mask'].shape == pair['mask_rgb'].shape == (B, S, S, 1)
+  for key in ('x0', 'y', 'mask', 'mask_rgb'):
+    assert pair[key].dtype == np.float32, key
+  np.testing.assert_array_equal(pair['x0'], batch['x0'])
+  np.testing.assert_array_equal(pair['label'], batch['label'])
+  assert set(np.unique(pair['mask'])) <= {0.0, 1.0}
+  assert set(np.unique(pair['mask_rgb'])) <= {0.0, 1.0}
+  assert pair['y'].min() >= -1.0 and pair['y'].max() <= 1.0
+  # Random cameras open holes, but most of the image survives.
+  assert 0.3 < pair['mask'].mean() < 0.95
+
+
+def test_masks_and_holes(pair):
+  mask, mask_rgb, y = pair['mask'][..., 0], pair['mask_rgb'][..., 0], pair['y']
+  assert np.all(mask_rgb <= mask)  # mask_rgb is a subset of mask
+  np.testing.assert_array_equal(y[mask == 0], -1.0)  # holes: all four channels
+  np.testing.assert_array_equal(y[..., :3][mask_rgb == 0], -1.0)  # eroded RGB
+  # Depth is not eroded: it survives where only the RGB was eroded.
+  eroded_only = (mask == 1) & (mask_rgb == 0)
+  if eroded_only.any():
+    assert np.all(y[..., 3][eroded_only] > -1.0)
+  # The depth condition is the warped x0 depth (prewarp noise is tiny).
+  on = mask == 1
+  assert np.abs(y[..., 3][on] - pair['x0'][..., 3][on]).mean() < 0.05
+
+
+def test_pair_depends_only_on_the_example_and_its_key(batch, pair):
+  # Reversed batch: every example at another position with other neighbours.
+  rev = jax.tree.map(lambda a: a[::-1], batch)
+  out = jax.tree.map(np.asarray, conditional.pair_from_batch(rev))
+  for key in ('y', 'mask', 'mask_rgb'):
+    np.testing.assert_allclose(out[key], pair[key][::-1], atol=1e-6, err_msg=key)
+  # Same batch, new keys: the augmentations change.
+  other = dict(batch, rng=batch['rng'] ^ np.uint32(12345))
+  out = jax.tree.map(np.asarray, conditional.pair_from_batch(other))
+  assert not np.array_equal(out['y'], pair['y'])
+  # Pre-warp noise perturbs the warped depth too, so the masks differ a little.
+  assert 0 < np.mean(out['mask'] != pair['mask']) < 0.03
+
+
+def test_typed_keys_match_raw_key_data(batch, pair):
+  keys = jax.random.wrap_key_data(batch['rng'])
+  out = conditional.make_training_pair(keys, batch['x0'], batch['camera'])
+  np.testing.assert_array_equal(np.asarray(out['y']), pair['y'])
+  with pytest.raises(ValueError, match='one key per example'):
+    conditional.make_training_pair(keys[:2], batch['x0'], batch['camera'])
