@@ -6,6 +6,8 @@ import os
 os.environ.setdefault('XLA_FLAGS', '--xla_force_host_platform_device_count=8')
 os.environ.setdefault('JAX_PLATFORMS', 'cpu')
 
+import tempfile  # pylint: disable=g-import-not-at-top
+
 import numpy as np  # pylint: disable=g-import-not-at-top
 import pytest  # pylint: disable=g-import-not-at-top
 
@@ -22,3 +24,9 @@ def fbwarp_ref():
 def aggregate_ref():
   """The authors' 9-view chain and aggregated conditions (tests/data/README.md)."""
   return dict(np.load(os.path.join(DATA, 'aggregate_public_ref.npz')))
+
+
+@pytest.fixture(autouse=True)
+def _temp_files_in_tmp_path(tmp_path, monkeypatch):
+  """TFDS's DatasetInfo.initialize_from_bucket leaves an empty mkdtemp() per builder: keep them in tmp_path."""
+  monkeypatch.setattr(tempfile, 'tempdir', str(tmp_path))

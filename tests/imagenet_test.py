@@ -3,7 +3,6 @@
 import io
 import os
 import tarfile
-import tempfile
 
 import numpy as np
 from PIL import Image
@@ -13,12 +12,6 @@ import tensorflow_datasets as tfds
 from ivid_jax.data import errors
 from ivid_jax.data import imagenet
 from ivid_jax.data import preprocess
-
-
-@pytest.fixture(autouse=True)
-def _tfds_temp_dirs_in_tmp_path(tmp_path, monkeypatch):
-  # TFDS's DatasetInfo.initialize_from_bucket leaves an empty mkdtemp() behind per builder.
-  monkeypatch.setattr(tempfile, 'tempdir', str(tmp_path))
 
 
 def _disparity(shape, seed):
