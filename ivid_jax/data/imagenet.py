@@ -16,7 +16,7 @@ near 0.5 / far 100 by default):
 Depth directory layout (one root per split, or one root for both):
 - `<depth_dir>/<synset>/<stem>.npz`, the authors' layout,
   e.g. `depths/n01440764/n01440764_10026.npz`.
-  The synset is the file name's `nXXXXXXXX_` prefix (train names) or, for names without one
+  The synset is the file name's `n<8 digits>_` prefix (train names) or, for names without one
   (validation names such as `ILSVRC2012_val_00000001.JPEG`), the synset of the example's label in
   TFDS's `labels.txt`: so validation depths may sit in synset folders like the training ones.
 - `<depth_dir>/<stem>.npz`, flat: e.g. pass `depth_dir=depths/val` for `depths/val/<stem>.npz`.
