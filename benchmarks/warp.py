@@ -18,7 +18,7 @@ import numpy as np
 from absl import app
 from absl import flags
 
-from ivid_jax import assets
+from ivid_jax.data import assets
 from ivid_jax.geometry import cameras
 from ivid_jax.geometry import warp
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from ivid_jax import assets
+from ivid_jax.data import assets
 
 
 def test_bundled_demo_images_load():

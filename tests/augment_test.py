@@ -5,8 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ivid_jax import augment
-from ivid_jax import image
+from ivid_jax.data import augment
+from ivid_jax.geometry import image
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
-from ivid_jax import image
+from ivid_jax.geometry import image
 
 
 @pytest.mark.parametrize('size,out', [(384, 128), (100, 64), (33, 11)])

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ivid_jax import convert
+from ivid_jax.models import convert
 from ivid_jax.models import unet
 
 DATA = os.path.join(os.path.dirname(__file__), 'data')

@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 from jax import Array
 
-from ivid_jax import augment
+from ivid_jax.data import augment
 from ivid_jax.geometry import cameras
 from ivid_jax.geometry import warp
 

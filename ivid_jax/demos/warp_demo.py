@@ -19,7 +19,7 @@ from absl import logging
 from PIL import Image
 from tqdm import tqdm
 
-from ivid_jax import assets
+from ivid_jax.data import assets
 from ivid_jax.geometry import cameras
 from ivid_jax.geometry import warp
 

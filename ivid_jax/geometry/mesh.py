@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 from jax import Array
 
-from ivid_jax import image as image_ops
+from ivid_jax.geometry import image as image_ops
 from ivid_jax.geometry import cameras
 
 Padding = Union[None, int, float, str]  # None, a number of pixels, or 'frustum'

@@ -45,7 +45,7 @@ import jax.numpy as jnp
 from jax import Array
 from jax import lax
 
-from ivid_jax import fusion_barrier
+from ivid_jax.geometry import fusion_barrier
 
 _EMPTY = jnp.uint32(0xFFFFFFFF)
 # Row-span bounds are widened by this many pixels so that rounding in the span

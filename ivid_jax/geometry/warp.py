@@ -16,7 +16,7 @@ import jax.numpy as jnp
 from jax import Array
 from jax import lax
 
-from ivid_jax import image as image_ops
+from ivid_jax.geometry import image as image_ops
 from ivid_jax.geometry import cameras
 from ivid_jax.geometry import depth as depth_lib
 from ivid_jax.geometry import mesh as mesh_lib

@@ -14,7 +14,7 @@ import numpy as np
 from jax import Array
 from jax import lax
 
-from ivid_jax import fusion_barrier
+from ivid_jax.geometry import fusion_barrier
 
 
 def erode(mask: Array, size: int) -> Array:

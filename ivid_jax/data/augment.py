@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 from jax import Array
 
-from ivid_jax import image as image_ops
+from ivid_jax.geometry import image as image_ops
 
 PREWARP_MAX_SIGMA = 0.005
 POSTWARP_MAX_SIGMA = 0.03
