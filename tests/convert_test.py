@@ -9,7 +9,8 @@ import jax
 import numpy as np
 import pytest
 
-from ivid_jax import convert
+from ivid_jax.models import convert
+from ivid_jax.models import model_file
 
 DATA = os.path.join(os.path.dirname(__file__), 'data')
 
@@ -54,13 +55,23 @@ def test_convert_checkpoint_command(tmp_path):
   ref = os.path.join(DATA, 'adm_small_ref.npz')
   config = tmp_path / 'backbone.json'
   config.write_text(str(np.load(ref)['config_json']))
-  dst = tmp_path / 'converted'
+  dst = tmp_path / 'converted.msgpack'
   result = subprocess.run([sys.executable, '-m', 'ivid_jax.main', 'convert-checkpoint', ref,
                            str(dst), f'--backbone={config}'], capture_output=True, text=True,
                           timeout=300, check=False)
   assert result.returncode == 0, result.stderr[-2000:]
-  assert (dst / '_CHECKPOINT_METADATA').exists() or any(dst.iterdir())
+  loaded = model_file.load(dst, expect_kind='cond')  # the reference network has 10 inputs
+  reference = convert.read_state_dict(ref)
+  np.testing.assert_array_equal(loaded.params['out_2']['bias'], reference['out.2.bias'])
+  assert loaded.model.model_channels == 32 and loaded.meta['source'] == os.path.abspath(ref)
+  again = subprocess.run([sys.executable, '-m', 'ivid_jax.main', 'convert-checkpoint', ref,
+                          str(dst), f'--backbone={config}'], capture_output=True, text=True,
+                         timeout=300, check=False)
+  assert again.returncode != 0 and 'already exists' in again.stderr
   missing = subprocess.run([sys.executable, '-m', 'ivid_jax.main', 'convert-checkpoint',
                             str(tmp_path / 'nope.pt'), str(tmp_path / 'x'), f'--backbone={config}'],
                            capture_output=True, text=True, timeout=300, check=False)
   assert missing.returncode != 0 and 'nope.pt' in missing.stderr
+  wrong_args = subprocess.run([sys.executable, '-m', 'ivid_jax.main', 'convert-checkpoint', ref],
+                              capture_output=True, text=True, timeout=300, check=False)
+  assert wrong_args.returncode != 0 and 'expects two arguments' in wrong_args.stderr
