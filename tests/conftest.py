@@ -3,7 +3,10 @@
 import os
 
 # Must happen before JAX initialises its backends.
-os.environ.setdefault('XLA_FLAGS', '--xla_force_host_platform_device_count=8')
+# Appended, so that flags a user exports (the README's CPU flag, say) are kept.
+_DEVICES = '--xla_force_host_platform_device_count=8'
+if _DEVICES not in os.environ.get('XLA_FLAGS', ''):
+  os.environ['XLA_FLAGS'] = f"{os.environ.get('XLA_FLAGS', '')} {_DEVICES}".strip()
 os.environ.setdefault('JAX_PLATFORMS', 'cpu')
 
 import tempfile  # pylint: disable=g-import-not-at-top

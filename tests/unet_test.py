@@ -85,3 +85,18 @@ def test_bad_inputs_are_rejected():
     model.init(jax.random.key(0), jnp.zeros((1, 8, 8, 4)), jnp.zeros((1,)), None)
   with pytest.raises(ValueError, match='unknown backbone arguments'):
     unet.from_backbone_args({'image_size': 8, 'bogus': 1})
+
+
+@pytest.mark.parametrize('null', [True, False])
+def test_labels_outside_the_table_are_an_error_eagerly_and_under_jit(null):
+  model = unet._TinyUNet(has_null_class=null)
+  x = jnp.zeros((2, 16, 16, 4))
+  t = jnp.zeros((2,), jnp.int32)
+  params = model.init(jax.random.key(0), x, t, jnp.zeros((2,), jnp.int32))
+  bad = jnp.array([0, -1 if not null else 4])
+  with pytest.raises(ValueError, match='class labels must be 0..3'):
+    model.apply(params, x, t, bad)
+  with pytest.raises(Exception, match='class labels must be 0..3'):
+    jax.block_until_ready(jax.jit(model.apply)(params, x, t, bad))
+  if null:
+    assert jnp.isfinite(jax.jit(model.apply)(params, x, t, jnp.array([3, -1]))).all()

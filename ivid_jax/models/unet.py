@@ -23,6 +23,7 @@ from typing import Any, Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import Array
 
 _GN_EPS = 1e-5  # PyTorch's GroupNorm default (Flax's is 1e-6).
@@ -46,6 +47,37 @@ def timestep_embedding(t: Array, dim: int, max_period: float = 10000.0) -> Array
   """
   args = jnp.asarray(t, jnp.float32)[:, None] * timestep_frequencies(dim, max_period)[None, :]
   return jnp.concatenate([jnp.cos(args), jnp.sin(args)], axis=-1)
+
+
+def _label_error(classes, num_classes: int, has_null_class: bool) -> str | None:
+  classes = np.asarray(classes)
+  low = -1 if has_null_class else 0
+  bad = classes[(classes < low) | (classes >= num_classes)]
+  if not bad.size:
+    return None
+  allowed = f'0..{num_classes - 1}' + (' or -1 (the null class)' if has_null_class else '')
+  hint = ('' if has_null_class or not (bad == -1).any() else
+          '; -1 is the null class only for a model built with has_null_class=True')
+  return f'class labels must be {allowed}, got {sorted(set(bad.tolist()))}{hint}'
+
+
+def _raise_on_bad_labels(classes, num_classes: int, has_null_class: bool) -> None:
+  error = _label_error(classes, num_classes, has_null_class)
+  if error:
+    raise ValueError(error)
+
+
+def _check_labels(classes: Array, num_classes: int, has_null_class: bool) -> None:
+  """Labels outside the embedding table would be clamped to a real class by the lookup.
+
+  Concrete labels are checked here; traced ones (under jit) by a host
+  callback, which fails the computation with the same message.
+  """
+  if isinstance(classes, jax.core.Tracer):
+    jax.debug.callback(functools.partial(_raise_on_bad_labels, num_classes=num_classes,
+                                         has_null_class=has_null_class), classes)
+  else:
+    _raise_on_bad_labels(classes, num_classes, has_null_class)
 
 
 class GroupNorm32(nn.Module):
@@ -234,6 +266,7 @@ class UNet(nn.Module):
       if classes is not None:
         if classes.shape != (b,):
           raise ValueError(f'classes must be [{b}], got {classes.shape}')
+        _check_labels(classes, self.num_classes, self.has_null_class)
         known = classes >= 0
         class_emb = label_emb(jnp.where(known, classes, 0))
         if self.has_null_class:
