@@ -89,15 +89,95 @@ def aggregation_weight(normal: Array, position: Array, source_center: Array,
   return jnp.where(front, jnp.maximum(w, _SHEET_WEIGHT), 0.0)
 
 
+def view_meshes(rgbds: Array, modelviews: Array, *, fov: float = 45.0,
+                near: float = depth_lib.SAMPLE_NEAR, far: float = depth_lib.SAMPLE_FAR,
+                padding: mesh_lib.Padding = 'frustum', atol: float = 0.03, rtol: float = 0.03,
+                erode_rgb: int | None = 3) -> mesh_lib.GridMesh:
+  """The aggregation meshes of a stack of views: flags and world normals (reference 6.3, 7).
+
+  Args:
+    rgbds: float [V, N, N, 4]: colour in [0, 1], z-buffer depth (near/far) in channel 3.
+    modelviews: float [V, 4, 4].
+    fov, near, far, padding, atol, rtol, erode_rgb: as `render_views`.
+
+  Returns:
+    GridMesh with a leading axis V and normals.
+  """
+  d = depth_lib.linearize_depth(jnp.asarray(rgbds, jnp.float32)[..., 3], near, far)
+  return mesh_lib.batched_depth_to_mesh(d, jnp.asarray(modelviews, jnp.float32), fov=fov,
+                                        padding=padding, atol=atol, rtol=rtol,
+                                        erode_rgb=erode_rgb, normals=True)
+
+
+def default_window(size: int, source_size: int) -> int:
+  """Candidate window of the rasteriser for grid meshes drawn at `size` from `source_size` views.
+
+  A grid quad spans about k = size / source_size samples at unit
+  magnification, so its triangles have at most k + 1 candidate sample centres
+  per axis (4 at the aggregation's 3x, 6 at fusion's 5x); larger faces
+  (sheets, padding, magnified surfaces) take the rasteriser's exact large-face
+  path, and a wider window only adds candidates to every face.
+  """
+  return max(4, -(-size // source_size) + 1)
+
+
+def rasterize_views(meshes: mesh_lib.GridMesh, textures: Array, modelviews: Array,
+                    target_modelviews: Array, *, valid: Array | None = None, size: int = 384,
+                    fov: float = 45.0, render_near: float = RENDER_NEAR,
+                    render_far: float = RENDER_FAR, window: int | None = None) -> ViewRender:
+  """Rasterises each view's mesh into its own target camera with the aggregation weights.
+
+  Every view has its own depth buffer (views never occlude each other).
+
+  Args:
+    meshes: GridMesh [V, ...] from `view_meshes`.
+    textures: float [V, N, N, 3] colour of the views.
+    modelviews: float [V, 4, 4] the views' cameras (the weights' source centres).
+    target_modelviews: float [V, 4, 4] or [4, 4] the camera each view is drawn into.
+    valid: optional bool [V]; invalid views draw nothing.
+    size: output side in samples (static).
+    fov, render_near, render_far: the target projection.
+    window: the rasteriser's small-face window (static); default `default_window`.
+
+  Returns:
+    ViewRender [V, size, size].
+  """
+  num_views = textures.shape[0]
+  if valid is None:
+    valid = jnp.ones((num_views,), bool)
+  if window is None:
+    window = default_window(size, textures.shape[1])
+  target = jnp.broadcast_to(jnp.asarray(target_modelviews, jnp.float32), (num_views, 4, 4))
+  # Invalid views: NaN positions make every face undrawable.
+  positions = jnp.where(valid[:, None, None], meshes.positions, jnp.nan)
+  clip = raster.project(positions, target, cameras.perspective(fov, render_near, render_far))
+  # Back-facing padding triangles are discarded (the shader's `discard`).
+  face_padding = jnp.any(jnp.take_along_axis(
+      meshes.flags[..., 1], meshes.faces.reshape(num_views, -1), axis=1).reshape(
+          meshes.faces.shape) > 0, axis=-1)
+  frags = raster.rasterize(clip, meshes.faces, height=size, width=size, near=render_near,
+                           far=render_far, cull_back=face_padding, window=window)
+  attrs = jnp.concatenate([meshes.uv, meshes.flags, meshes.positions, meshes.normals], -1)
+  interp = raster.interpolate(attrs, meshes.faces, frags)
+  uv, flags, position, normal = interp[..., :2], interp[..., 2:5], interp[..., 5:8], interp[..., 8:]
+  color = warp.texture_nearest(textures, uv)
+  color = jnp.where(frags.front[..., None], color, 0.0)
+  centers = cameras.camera_center(jnp.asarray(modelviews, jnp.float32))[:, None, None, :]
+  weight = aggregation_weight(normal, position, centers, flags, frags.front)
+  view = jnp.where(frags.covered, jnp.arange(num_views, dtype=jnp.int32)[:, None, None], -1)
+  return ViewRender(color=color, depth=frags.depth, weight=weight, view=view)
+
+
 @functools.partial(jax.jit, static_argnames=(
     'size', 'fov', 'near', 'far', 'padding', 'atol', 'rtol', 'erode_rgb', 'render_near',
-    'render_far', 'shared_zbuffer'))
+    'render_far', 'shared_zbuffer', 'window'))
 def render_views(rgbds: Array, modelviews: Array, target_modelview: Array, *,
                  valid: Array | None = None, size: int = 384, fov: float = 45.0,
                  near: float = depth_lib.SAMPLE_NEAR, far: float = depth_lib.SAMPLE_FAR,
                  padding: mesh_lib.Padding = 'frustum', atol: float = 0.03, rtol: float = 0.03,
                  erode_rgb: int | None = 3, render_near: float = RENDER_NEAR,
-                 render_far: float = RENDER_FAR, shared_zbuffer: bool = True) -> ViewRender:
+                 render_far: float = RENDER_FAR, shared_zbuffer: bool = True,
+                 window: int | None = None) -> ViewRender:
   """Rasterises a fixed-size stack of RGBD views into one target camera.
 
   Args:
@@ -113,6 +193,7 @@ def render_views(rgbds: Array, modelviews: Array, target_modelview: Array, *,
       sampler's defaults: frustum walls, 0.03 tolerances, 7 x 7 erosion.
     render_near, render_far: the target projection's clip planes.
     shared_zbuffer: one depth buffer for all views (True) or one per view.
+    window: the rasteriser's small-face window (static; default `default_window`).
 
   Returns:
     ViewRender [S, S] if shared_zbuffer else [V, S, S].
@@ -129,33 +210,114 @@ def render_views(rgbds: Array, modelviews: Array, target_modelview: Array, *,
   valid = jnp.asarray(valid, bool)
   if valid.shape != (num_views,):
     raise ValueError(f'valid must be [{num_views}], got {valid.shape}')
-  target = jnp.broadcast_to(jnp.asarray(target_modelview, jnp.float32), (num_views, 4, 4))
-
-  d = depth_lib.linearize_depth(rgbds[..., 3], near, far)
-  meshes = mesh_lib.batched_depth_to_mesh(d, modelviews, fov=fov, padding=padding, atol=atol,
-                                          rtol=rtol, erode_rgb=erode_rgb, normals=True)
-  # Invalid views: NaN positions make every face undrawable.
-  positions = jnp.where(valid[:, None, None], meshes.positions, jnp.nan)
-  clip = raster.project(positions, target, cameras.perspective(fov, render_near, render_far))
-  # Back-facing padding triangles are discarded (the shader's `discard`).
-  face_padding = jnp.any(jnp.take_along_axis(
-      meshes.flags[..., 1], meshes.faces.reshape(num_views, -1), axis=1).reshape(
-          meshes.faces.shape) > 0, axis=-1)
-  frags = raster.rasterize(clip, meshes.faces, height=size, width=size, near=render_near,
-                           far=render_far, cull_back=face_padding)
-  attrs = jnp.concatenate([meshes.uv, meshes.flags, meshes.positions, meshes.normals], -1)
-  interp = raster.interpolate(attrs, meshes.faces, frags)
-  uv, flags, position, normal = interp[..., :2], interp[..., 2:5], interp[..., 5:8], interp[..., 8:]
-  color = warp.texture_nearest(rgbds[..., :3], uv)
-  color = jnp.where(frags.front[..., None], color, 0.0)
-  centers = cameras.camera_center(modelviews)[:, None, None, :]
-  weight = aggregation_weight(normal, position, centers, flags, frags.front)
-  view = jnp.where(frags.covered, jnp.arange(num_views, dtype=jnp.int32)[:, None, None], -1)
-  per_view = ViewRender(color=color, depth=frags.depth, weight=weight, view=view)
+  meshes = view_meshes(rgbds, modelviews, fov=fov, near=near, far=far, padding=padding,
+                       atol=atol, rtol=rtol, erode_rgb=erode_rgb)
+  per_view = rasterize_views(meshes, rgbds[..., :3], modelviews, target_modelview, valid=valid,
+                             size=size, fov=fov, render_near=render_near, render_far=render_far,
+                             window=window)
   if not shared_zbuffer:
     return per_view
   # argmin returns the first minimum: equal depths go to the earlier view.
-  nearest = jnp.argmin(jnp.where(frags.covered, frags.depth, jnp.inf), axis=0)
+  covered = per_view.covered
+  nearest = jnp.argmin(jnp.where(covered, per_view.depth, jnp.inf), axis=0)
   pick = lambda a: jnp.take_along_axis(
       a, nearest.reshape((1,) + nearest.shape + (1,) * (a.ndim - 3)), axis=0)[0]
   return jax.tree.map(pick, per_view)
+
+
+# ---------------------------------------------------------------------------------------------
+# The authors' accumulation over views (aggregation.csh), in order-independent form.
+
+# Fragment classes by weight (aggregation.csh): above 1e-14 a fragment counts for depth
+# (normal and eroded texels), above 1e-6 for colour (not eroded); 0 < w <= 1e-14 are
+# sheets, walls and padding ("low").
+_DEPTH_VALID = 1e-14
+_COLOR_VALID = 1e-6
+
+
+class Accumulator(NamedTuple):
+  """Per-sample state of the accumulation over views, [...] the sample shape.
+
+  Attributes:
+    color: float32 [..., 3] sum of w rgb over every fragment with w > 0.
+    weight: float32 [...] sum of w.
+    disparity: float32 [...] sum of 1 / D over depth-valid fragments (w > 1e-14).
+    depth_count: int32 [...] number of depth-valid fragments (the shader's n_depth).
+    color_count: int32 [...] number of colour-valid fragments (w > 1e-6, n_colour).
+    low_depth: float32 [...] D of the farthest low-weight fragment, 0 if none.
+    low_color: float32 [..., 3] its colour.
+  """
+  color: Array
+  weight: Array
+  disparity: Array
+  depth_count: Array
+  color_count: Array
+  low_depth: Array
+  low_color: Array
+
+
+class Accumulated(NamedTuple):
+  """The accumulation read back: what the authors' AggregationRenderer returns.
+
+  Attributes:
+    color: float32 [..., 3] sum(w rgb) / sum(w) where some fragment was valid,
+      else the farthest low-weight fragment's colour, else 0.
+    depth: float32 [...] linear depth: the harmonic mean of D over depth-valid
+      fragments (their mean disparity, as the mean of hardware depth), else the
+      farthest low-weight fragment's D, else `render_near` (a cleared read-back).
+    mask_depth: bool [...] n_depth >= 1.
+    mask_color: bool [...] n_colour >= 1.
+  """
+  color: Array
+  depth: Array
+  mask_depth: Array
+  mask_color: Array
+
+
+def empty_accumulator(shape: tuple[int, ...]) -> Accumulator:
+  """The cleared state (clear.csh) for samples of `shape`."""
+  zeros = jnp.zeros(shape, jnp.float32)
+  count = jnp.zeros(shape, jnp.int32)
+  return Accumulator(color=jnp.zeros(shape + (3,), jnp.float32), weight=zeros, disparity=zeros,
+                     depth_count=count, color_count=count, low_depth=zeros,
+                     low_color=jnp.zeros(shape + (3,), jnp.float32))
+
+
+def accumulate(acc: Accumulator, frag: ViewRender) -> Accumulator:
+  """Adds one view's front-most fragments (ViewRender [...]) to the accumulator.
+
+  The order-independent form of aggregation.csh (reference 6.4, 11.2d): sums
+  and counts add up; among the low-weight fragments (sheets, frustum walls,
+  padding) only the farthest is kept, and it matters only where no view has a
+  depth-valid fragment. The shader also adds low fragments met after a valid
+  one with depth weight 1e-8: a relative 1e-8 on the depth, not reproduced.
+  Ties keep the earlier view, as the shader's strict comparison does.
+  """
+  w = frag.weight
+  valid = w > _DEPTH_VALID
+  low = (w > 0) & ~valid
+  farther = low & (frag.depth > acc.low_depth)
+  safe_depth = jnp.where(valid, frag.depth, 1.0)
+  return Accumulator(
+      color=acc.color + w[..., None] * frag.color,
+      weight=acc.weight + w,
+      disparity=acc.disparity + jnp.where(valid, 1.0 / safe_depth, 0.0),
+      depth_count=acc.depth_count + valid.astype(jnp.int32),
+      color_count=acc.color_count + (w > _COLOR_VALID).astype(jnp.int32),
+      low_depth=jnp.where(farther, frag.depth, acc.low_depth),
+      low_color=jnp.where(farther[..., None], frag.color, acc.low_color),
+  )
+
+
+def resolve(acc: Accumulator, render_near: float = RENDER_NEAR) -> Accumulated:
+  """Reads an accumulator back as the authors' renderer does (reference 6.4)."""
+  has_valid = acc.depth_count > 0
+  has_low = acc.low_depth > 0
+  color = jnp.where(has_valid[..., None],
+                    acc.color / jnp.maximum(acc.weight, 1e-30)[..., None],
+                    jnp.where(has_low[..., None], acc.low_color, 0.0))
+  mean_disparity = acc.disparity / jnp.maximum(acc.depth_count, 1).astype(jnp.float32)
+  depth = jnp.where(has_valid, 1.0 / jnp.where(has_valid, mean_disparity, 1.0),
+                    jnp.where(has_low, acc.low_depth, render_near))
+  return Accumulated(color=color, depth=depth, mask_depth=has_valid,
+                     mask_color=acc.color_count > 0)
