@@ -1,0 +1,1 @@
+"""Free-view rendering of generated scenes: the fusion renderer, trajectories, export."""
