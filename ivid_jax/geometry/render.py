@@ -18,6 +18,7 @@ shapes, so a sampler can fill the stack one view at a time under `jit`.
 from __future__ import annotations
 
 import functools
+import math
 from typing import NamedTuple
 
 import jax
@@ -26,6 +27,7 @@ from jax import Array
 
 from ivid_jax.geometry import cameras
 from ivid_jax.geometry import depth as depth_lib
+from ivid_jax.geometry import fusion_barrier
 from ivid_jax.geometry import mesh as mesh_lib
 from ivid_jax.geometry import raster
 from ivid_jax.geometry import warp
@@ -121,6 +123,66 @@ def default_window(size: int, source_size: int) -> int:
   return max(4, -(-size // source_size) + 1)
 
 
+def _interpolate_grid_attributes(meshes: mesh_lib.GridMesh, frags: raster.Fragments,
+                                 verts: list[Array], texture_size: int
+                                 ) -> tuple[Array, Array, Array]:
+  """Perspective-correct uv, flags and normals of grid-mesh fragments with few gathers.
+
+  `raster.interpolate` gathers three corners per channel (33 gathers per
+  sample for these 11 channels); here, given the corners' vertex ids `verts`
+  (flat, batch-offset), the per-sample gathers are one packed texel code per
+  corner (grid uv are half-integer texel coordinates), one per-face word
+  holding the nine corner flags, and the normals: 13. The arithmetic is the
+  same interpolation.
+
+  Returns:
+    uv float32 [V, S, S, 2], flags float32 [V, S, S, 3], normal float32 [V, S, S, 3].
+  """
+  num_views, num_verts = meshes.positions.shape[0], meshes.positions.shape[1]
+  num_faces = meshes.faces.shape[1]
+  gface = (jnp.maximum(frags.face, 0)
+           + (jnp.arange(num_views, dtype=jnp.int32) * num_faces)[:, None, None])
+  flat_faces = (meshes.faces + (jnp.arange(num_views, dtype=jnp.int32) * num_verts)[:, None, None]
+                ).reshape(-1, 3)
+  lam = [frags.bary[..., k] for k in range(3)]
+  interp = lambda table: sum(lam[k] * table[verts[k]] for k in range(3))
+  # Texel coordinates u N, v N are half-integers below 2^9: two of them in one int32.
+  texel = jnp.round(2.0 * texture_size * meshes.uv.reshape(-1, 2)).astype(jnp.int32)
+  code = texel[:, 0] + (texel[:, 1] << 10)
+  corner = [code[verts[k]] for k in range(3)]
+  u = sum(lam[k] * (corner[k] & 1023).astype(jnp.float32) for k in range(3))
+  v = sum(lam[k] * (corner[k] >> 10).astype(jnp.float32) for k in range(3))
+  uv = jnp.stack([u, v], -1) / (2.0 * texture_size)
+  # Per face: bit 3 k + f is flag f of corner k.
+  vflags = meshes.flags.reshape(-1, 3) > 0.5
+  face_bits = sum((vflags[flat_faces[:, k], f].astype(jnp.int32) << (3 * k + f))
+                  for k in range(3) for f in range(3))
+  word = face_bits[gface]
+  flags = jnp.stack([sum(lam[k] * ((word >> (3 * k + f)) & 1).astype(jnp.float32)
+                         for k in range(3)) for f in range(3)], -1)
+  normals = meshes.normals.reshape(-1, 3)
+  normal = jnp.stack([interp(normals[:, c]) for c in range(3)], -1)
+  covered = frags.covered[..., None]
+  return (jnp.where(covered, uv, 0.0), jnp.where(covered, flags, 0.0),
+          jnp.where(covered, normal, 0.0))
+
+
+def _sample_positions(depth: Array, target: Array, size: int, fov: float) -> Array:
+  """World position of the fragment at each sample: the sample's ray at camera depth `depth`.
+
+  Equal to the perspective-correct interpolation of the vertex positions (the
+  fragment lies on its face's plane, on the ray through the sample centre).
+  depth [V, S, S], target [V, 4, 4] -> float32 [V, S, S, 3].
+  """
+  t = math.tan(math.radians(fov) / 2)
+  c = (jnp.arange(size, dtype=jnp.float32) + 0.5) * (2.0 / size) - 1.0
+  x = c[None, None, :] * t * depth
+  y = -c[None, :, None] * t * depth
+  cam = jnp.stack([x, y, -depth], -1)
+  rot, trans = target[:, None, None, :3, :3], target[:, None, None, :3, 3]
+  return jnp.einsum('...ji,...j->...i', rot, cam - trans)
+
+
 def rasterize_views(meshes: mesh_lib.GridMesh, textures: Array, modelviews: Array,
                     target_modelviews: Array, *, valid: Array | None = None, size: int = 384,
                     fov: float = 45.0, render_near: float = RENDER_NEAR,
@@ -155,11 +217,15 @@ def rasterize_views(meshes: mesh_lib.GridMesh, textures: Array, modelviews: Arra
   face_padding = jnp.any(jnp.take_along_axis(
       meshes.flags[..., 1], meshes.faces.reshape(num_views, -1), axis=1).reshape(
           meshes.faces.shape) > 0, axis=-1)
-  frags = raster.rasterize(clip, meshes.faces, height=size, width=size, near=render_near,
-                           far=render_far, cull_back=face_padding, window=window)
-  attrs = jnp.concatenate([meshes.uv, meshes.flags, meshes.positions, meshes.normals], -1)
-  interp = raster.interpolate(attrs, meshes.faces, frags)
-  uv, flags, position, normal = interp[..., :2], interp[..., 2:5], interp[..., 5:8], interp[..., 8:]
+  face = raster.rasterize(clip, meshes.faces, height=size, width=size, near=render_near,
+                          far=render_far, cull_back=face_padding, window=window,
+                          resolve=False).face
+  verts = raster.face_vertex_ids(meshes.faces, face, meshes.positions.shape[1])
+  frags = raster.resolve_fragments(clip, meshes.faces, face, far=render_far, vertex_ids=verts)
+  uv, flags, normal = _interpolate_grid_attributes(meshes, frags, verts, textures.shape[1])
+  # Computed once into buffers: XLA would otherwise refuse the gathers into each consumer.
+  uv, flags, normal, depth = fusion_barrier.materialize((uv, flags, normal, frags.depth))
+  position = _sample_positions(depth, target, size, fov)
   color = warp.texture_nearest(textures, uv)
   color = jnp.where(frags.front[..., None], color, 0.0)
   centers = cameras.camera_center(jnp.asarray(modelviews, jnp.float32))[:, None, None, :]
