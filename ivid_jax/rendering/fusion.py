@@ -14,7 +14,7 @@ see `preview_frames`.
 
 Frames are independent: on CPU they are rendered one at a time (the
 rasteriser's buffers stay in cache), on accelerators as a batch, and the views
-of each frame are drawn one after another in a `lax.scan`, so memory does not
+of each frame are drawn one after another in a loop, so memory does not
 grow with the number of views.
 """
 
@@ -27,7 +27,6 @@ import jax.numpy as jnp
 from jax import Array
 from jax import lax
 
-from ivid_jax.geometry import cameras
 from ivid_jax.geometry import depth as depth_lib
 from ivid_jax.geometry import image as image_ops
 from ivid_jax.geometry import mesh as mesh_lib
@@ -60,19 +59,24 @@ def _check(views: Array, modelviews: Array, target_modelviews: Array, valid: Arr
 
 def _exact_frames(meshes: mesh_lib.GridMesh, textures: Array, modelviews: Array, valid: Array,
                   targets: Array, *, size: int, fov: float) -> render.Accumulated:
-  """All views accumulated into frames `targets` [G, 4, 4]: Accumulated [G, size, size]."""
+  """All valid views accumulated into frames `targets` [G, 4, 4]: Accumulated [G, size, size].
+
+  The loop runs once per valid view (valid ones first), so switched-off views cost nothing.
+  """
   g = targets.shape[0]
+  order = jnp.argsort(~valid, stable=True)
 
-  def draw(acc, xs):
-    mesh, texture, mv, ok = xs
-    tile = lambda a: jnp.broadcast_to(a, (g,) + a.shape)
+  def draw(i, acc):
+    v = order[i]
+    take = lambda a: jnp.broadcast_to(lax.dynamic_index_in_dim(a, v, keepdims=False),
+                                      (g,) + a.shape[1:])
     frags = render.rasterize_views(
-        jax.tree.map(tile, mesh), tile(texture), tile(mv), targets, valid=jnp.broadcast_to(ok, (g,)),
-        size=size, fov=fov, render_near=FUSION_NEAR, render_far=FUSION_FAR)
-    return render.accumulate(acc, frags), None
+        jax.tree.map(take, meshes), take(textures), take(modelviews), targets, size=size,
+        fov=fov, render_near=FUSION_NEAR, render_far=FUSION_FAR)
+    return render.accumulate(acc, frags)
 
-  acc, _ = lax.scan(draw, render.empty_accumulator((g, size, size)),
-                    (meshes, textures, modelviews, valid))
+  acc = lax.fori_loop(0, jnp.sum(valid.astype(jnp.int32)), draw,
+                      render.empty_accumulator((g, size, size)))
   return render.resolve(acc, FUSION_NEAR)
 
 
@@ -119,7 +123,3 @@ def render_scene(views: Array, modelviews: Array, target_modelviews: Array, *,
   depth = image_ops.block_center(out.depth[..., None], ssaa)
   return color, depth
 
-
-def scene_cameras_cover(modelviews: Array) -> Array:
-  """float32 [V, 3] camera centres (for error messages and plots)."""
-  return cameras.camera_center(modelviews)

@@ -38,7 +38,7 @@ CLASS_CHOICES = ('mod', 'uniform', 'random')
 CLASS_STREAM = 2 ** 31 - 2  # the stream of a scene key its random class comes from
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)
 class Networks:
   """The two networks of a run and what they imply.
 
@@ -53,6 +53,7 @@ class Networks:
   image_size: int
   num_classes: int | None
   sources: dict[str, str]
+  has_null_class: bool = False
 
 
 def _network(mf: model_file.ModelFile, guidance: float) -> chain_lib.Network:
@@ -101,7 +102,8 @@ def load_networks(uncond: str | None, cond: str | None, *, guidance: float = 3.0
       uncond=_network(files['uncond'], guidance) if 'uncond' in files else None,
       cond=_network(files['cond'], guidance) if 'cond' in files else None,
       image_size=mf.model.image_size, num_classes=mf.model.num_classes,
-      sources={k: v for k, v in paths.items() if v is not None})
+      sources={k: v for k, v in paths.items() if v is not None},
+      has_null_class=bool(mf.model.has_null_class))
 
 
 def parse_int_list(spec: str) -> list[int]:
@@ -132,12 +134,12 @@ def scene_keys(seeds: Sequence[int]) -> jax.Array:
 
 
 def choose_classes(seeds: Sequence[int], spec: str | Sequence[int] | None,
-                   num_classes: int | None) -> np.ndarray | None:
+                   num_classes: int | None, allow_null: bool = False) -> np.ndarray | None:
   """Class label per scene (reference 6.3).
 
   'mod' (default): seed % C; 'uniform': i % C over the run; 'random': drawn
-  from the scene's own key; or explicit labels (one per seed, or one for all).
-  None for networks without classes.
+  from the scene's own key; or explicit labels (one per seed, or one for all;
+  -1 is the null class when `allow_null`). None for networks without classes.
   """
   n = len(seeds)
   if num_classes is None:
@@ -159,9 +161,12 @@ def choose_classes(seeds: Sequence[int], spec: str | Sequence[int] | None,
     if labels.size != n:
       raise ValueError(f'{labels.size} classes given for {n} seeds: give one per seed, one for '
                        f"all, or one of {CLASS_CHOICES}")
-  bad = labels[(labels < 0) | (labels >= num_classes)]
+  low = -1 if allow_null else 0
+  bad = labels[(labels < low) | (labels >= num_classes)]
   if bad.size:
-    raise ValueError(f'class labels must be in 0..{num_classes - 1}, got {sorted(set(bad))}')
+    null = ' or -1 (the null class)' if allow_null else ''
+    raise ValueError(f'class labels must be in 0..{num_classes - 1}{null}, got '
+                     f'{sorted(set(bad.tolist()))}')
   return labels.astype(np.int32)
 
 
@@ -260,6 +265,15 @@ def _compiled_chain(mesh, uncond_fn, cond_fn, data_keys, image_size, settings, p
   return fn
 
 
+def effective_batch_size(batch_size: int) -> int:
+  """Scenes per chain call: above the device count, rounded up to a multiple of it."""
+  batch_size = max(1, int(batch_size))
+  devices = jax.device_count()
+  if batch_size > devices > 1:
+    batch_size = math.ceil(batch_size / devices) * devices  # every device gets whole scenes
+  return batch_size
+
+
 def generate(nets: Networks, seeds: Sequence[int], *, viewset: str | Sequence = '3x9',
              classes: str | Sequence[int] | None = None, batch_size: int = 8,
              first_views: np.ndarray | None = None,
@@ -286,7 +300,7 @@ def generate(nets: Networks, seeds: Sequence[int], *, viewset: str | Sequence = 
     raise ValueError('no seeds given')
   if len(set(seeds)) != len(seeds):
     raise ValueError('seeds repeat: every scene needs its own seed')
-  labels = choose_classes(seeds, classes, nets.num_classes)
+  labels = choose_classes(seeds, classes, nets.num_classes, allow_null=nets.has_null_class)
   n = nets.image_size
   if first_views is not None:
     first_views = np.asarray(first_views, np.float32)
@@ -295,10 +309,7 @@ def generate(nets: Networks, seeds: Sequence[int], *, viewset: str | Sequence = 
                        f'{n}x{n} RGBD views; expected [{len(seeds)}, {n}, {n}, 4]')
   elif nets.uncond is None:
     raise ValueError('no unconditional network: give one, or the first view (image-to-3D)')
-  batch_size = max(1, int(batch_size))
-  devices = jax.device_count()
-  if batch_size > devices and devices > 1:
-    batch_size = math.ceil(batch_size / devices) * devices  # every device gets whole scenes
+  batch_size = effective_batch_size(batch_size)
   for start in range(0, len(seeds), batch_size):
     chunk = seeds[start:start + batch_size]
     real = len(chunk)
