@@ -31,7 +31,7 @@ from absl import flags
 
 _SCENE_DIR = flags.DEFINE_string('scene_dir', None, 'Output folder of `ivid-jax sample` (or a '
                                  'folder of scene_*.npz files).')
-_OUT = flags.DEFINE_string('out', None, 'Where videos/, results/ and exports/ go (default: '
+_OUT = flags.DEFINE_string('output_dir', None, 'Where videos/, results/ and exports/ go (default: '
                            '--scene_dir).')
 _TRAJ = flags.DEFINE_enum('traj', 'swing', ['swing', 'orbit', 'random', 'none'],
                           'Camera trajectory.')

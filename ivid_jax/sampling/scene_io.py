@@ -61,11 +61,8 @@ def inferno(t: np.ndarray) -> np.ndarray:
 
 
 def colorize_depth(z: np.ndarray) -> np.ndarray:
-  """z-buffer depth [..., 1] or [...] in [0, 1] -> inferno RGB [..., 3], near bright (the authors')."""
-  z = np.asarray(z, np.float32)
-  if z.ndim >= 3 and z.shape[-1] == 1:
-    z = z[..., 0]
-  return inferno(1.0 - z)
+  """z-buffer depth [...] in [0, 1] (no channel axis) -> inferno RGB [..., 3], near bright."""
+  return inferno(1.0 - np.asarray(z, np.float32))
 
 
 def to_uint8(x: np.ndarray) -> np.ndarray:
@@ -320,7 +317,7 @@ def write_outputs(paths: dict[str, str], scene: Scene, conditions=None) -> list[
     # View 0 has no condition: a blank tile, as the authors insert.
     shift = lambda a: np.concatenate([np.zeros_like(a[:1]), a])
     cond_rgb = shift(np.asarray(conditions.color))
-    cond_z = shift(np.asarray(conditions.depth))
+    cond_z = shift(np.asarray(conditions.depth))[..., 0]
     # Holes are z = 0 after masking; show them black rather than as the nearest depth.
     cond_depth = colorize_depth(cond_z) * shift(np.asarray(conditions.mask))
     blank = [[k if k > 0 else -1 for k in row] for row in rows]
