@@ -40,9 +40,13 @@ setuptools.setup(
     package_data={'ivid_jax.bundled_data': ['*.npz', '*.md']},
     install_requires=INSTALL_REQUIRES,
     extras_require={
-        # pytest, and nbclient + a kernel to execute the Colab notebooks in tests.
+        # pytest, nbclient + a kernel to execute the Colab notebooks in tests, and an ffmpeg
+        # for the MP4 writer's test.
         'test': ['pytest>=9.2,<10', 'nbclient>=0.11,<0.12', 'nbformat>=5.11,<6',
-                 'ipykernel>=7.4,<8'],
+                 'ipykernel>=7.4,<8', 'imageio-ffmpeg>=0.8.1,<0.9'],
+        # MP4 videos from `ivid-jax render`: an ffmpeg binary in a wheel (165 MB, so optional;
+        # without it render writes GIFs, or uses an ffmpeg found on the PATH).
+        'video': ['imageio-ffmpeg>=0.8.1,<0.9'],
         # `ivid-jax estimate-depth --model=<hub id or folder>`: transformers' depth models
         # (MiDaS DPT-BEiT, Depth Anything) run with torch. Not installed by CI: tests use the
         # built-in tiny-random backend.

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 import time
+import zlib
 
 from absl import app
 from absl import flags
@@ -102,7 +103,8 @@ def main(argv: list[str]) -> None:
   for path, scene in tqdm.tqdm(list(zip(files, scenes)), desc='scenes', unit='scene'):
     stem = os.path.basename(path)[:-len('.npz')]
     if _TRAJ.value != 'none':
-      seed = scene.seed if scene.seed >= 0 else abs(hash(stem)) % (2 ** 31)
+      # The authors' files carry no seed: derive one from the name, stably across runs.
+      seed = scene.seed if scene.seed >= 0 else zlib.crc32(stem.encode())
       yaw, pitch = trajectories.make(_TRAJ.value, _FRAMES.value, seed)
       mvs = trajectories.modelviews(yaw, pitch)
       if not _ALLOW_HOLES.value:

@@ -407,7 +407,7 @@ def resolve_fragments(clip: Array, faces: Array, face: Array, *, far: float,
   Returns:
     Fragments [B, H, W].
   """
-  bsz, num_verts = clip.shape[0], clip.shape[1]
+  num_verts = clip.shape[1]
   height, width = face.shape[1], face.shape[2]
   if vertex_ids is None:
     vertex_ids = face_vertex_ids(faces, face, num_verts)

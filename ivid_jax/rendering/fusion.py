@@ -32,6 +32,7 @@ from ivid_jax.geometry import image as image_ops
 from ivid_jax.geometry import mesh as mesh_lib
 from ivid_jax.geometry import render
 from ivid_jax.geometry import warp
+from ivid_jax.rendering import preview
 
 MODES = ('exact', 'preview')
 # render.py: AggregationRenderer(640, 128, near=0.1, far=200) and load_scene's meshes.
@@ -93,7 +94,7 @@ def render_scene(views: Array, modelviews: Array, target_modelviews: Array, *,
     views: float [V, N, N, 4]: colour in [0, 1] and z-buffer depth (near/far).
     modelviews: float [V, 4, 4] the views' world-to-camera matrices.
     target_modelviews: float [F, 4, 4] the frames' cameras.
-    valid: optional bool [V]: views to use (default all).
+    valid: optional bool [V]: views to use (default all); the others cost nothing.
     fov: degrees. near, far: the depth encoding of the views (the sampler's 0.6 / 5).
     mode: 'exact' (the authors' renderer) or 'preview' (fast, approximate).
     atol, rtol, erode_rgb: mesh flags as the authors' load_scene builds them.
@@ -110,7 +111,6 @@ def render_scene(views: Array, modelviews: Array, target_modelviews: Array, *,
   views, modelviews, targets, valid = _check(views, modelviews, target_modelviews, valid)
   n = views.shape[1]
   if mode == 'preview':
-    from ivid_jax.rendering import preview  # pylint: disable=g-import-not-at-top
     return preview.preview_frames(views, modelviews, targets, valid=valid, fov=fov, near=near,
                                   far=far, atol=atol, rtol=rtol, erode_rgb=erode_rgb, group=group)
   size = n * ssaa

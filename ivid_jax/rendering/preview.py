@@ -25,9 +25,7 @@ from jax import Array
 from jax import lax
 
 from ivid_jax.geometry import cameras
-from ivid_jax.geometry import depth as depth_lib
 from ivid_jax.geometry import image as image_ops
-from ivid_jax.geometry import mesh as mesh_lib
 from ivid_jax.geometry import render
 from ivid_jax.geometry import warp
 
@@ -38,7 +36,7 @@ _DEPTH_TOLERANCE = 0.01  # relative: points this close to a view's nearest one a
 def scene_points(views: Array, modelviews: Array, valid: Array, *, fov: float, near: float,
                  far: float, atol: float, rtol: float, erode_rgb: int):
   """Per-scene point data: positions [V*N*N, 3], colours [.., 3], weights [..], view ids [..]."""
-  num_views, n = views.shape[0], views.shape[1]
+  num_views = views.shape[0]
   meshes = render.view_meshes(views, modelviews, fov=fov, near=near, far=far, padding=None,
                               atol=atol, rtol=rtol, erode_rgb=erode_rgb)
   centers = cameras.camera_center(modelviews)[:, None, :]
@@ -50,7 +48,6 @@ def scene_points(views: Array, modelviews: Array, valid: Array, *, fov: float, n
   # Edge vertices belong to sheets, which only count where nothing else does: dropped here.
   weight = jnp.where((flags[..., 0] > 0) | ~valid[:, None], 0.0, weight)
   view_id = jnp.broadcast_to(jnp.arange(num_views, dtype=jnp.int32)[:, None], weight.shape)
-  del n
   flat = lambda a: a.reshape((-1,) + a.shape[2:])
   return (flat(meshes.positions), flat(views[..., :3].reshape(num_views, -1, 3)), flat(weight),
           flat(view_id))
