@@ -49,7 +49,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
-import re
 import zipfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
@@ -70,9 +69,8 @@ FP16_MAX = 65504.0
 # rescales the map to a maximum disparity of exactly 2, nearest point at depth 0.5.
 RELATIVE_PEAK = float(np.nextafter(np.float16(preprocess.MIDAS_SCALE * 2.0), np.float16(np.inf)))
 DEPTH_SCALES = ('auto', 'midas', 'max')
-IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.webp', '.tif', '.tiff', '.gif', '.ppm')
+IMAGE_EXTENSIONS = preprocess.IMAGE_EXTENSIONS
 _MAX_PENDING_BATCHES = 4  # images of other sizes that may wait, in units of batch_size
-_SYNSET_NAME = re.compile(r'^(n\d{8})_[^/]+$')
 
 Predict = Callable[[np.ndarray], np.ndarray]
 
@@ -287,7 +285,7 @@ def folder_items(images_dir: str | os.PathLike, out_dir: str | os.PathLike) -> l
   for root, dirs, files in os.walk(images_dir):
     dirs.sort()
     for name in sorted(files):
-      if name.lower().endswith(IMAGE_EXTENSIONS):
+      if preprocess.is_image_file(name):
         paths.append(os.path.join(root, name))
       elif not name.startswith('.'):
         others += 1
@@ -323,9 +321,9 @@ def tfds_relative_path(file_name: str | bytes) -> str:
   parts = stem.split('/')
   if not stem or file_name.startswith('/') or any(p in ('', '.', '..') for p in parts):
     raise ValueError(f'file_name {file_name!r} cannot be used as a relative output path')
-  match = _SYNSET_NAME.match(stem)
-  if match:
-    return f'{match.group(1)}/{stem}.npz'
+  synset = preprocess.synset_of(stem) if '/' not in stem else None
+  if synset:
+    return f'{synset}/{stem}.npz'
   return stem + '.npz'
 
 
