@@ -1,6 +1,12 @@
 """ivid-jax: 3D-aware image generation with 2D diffusion models (IVID) in JAX/Flax."""
 
+import re
+
 import setuptools
+
+# One constant, in the package (ivid_jax.REPOSITORY_URL); read without importing the package.
+_URL = re.search(r"REPOSITORY_URL = '([^']+)'",
+                 open('ivid_jax/__init__.py', encoding='utf-8').read()).group(1)
 
 # Each bound is the range CI runs (lower: the versions it installs; upper: the
 # next minor release, which may break APIs this fast-moving stack changes).
@@ -29,6 +35,7 @@ setuptools.setup(
     name='ivid-jax',
     version='0.1.0',
     description=__doc__,
+    url=_URL,
     long_description=open('README.md', encoding='utf-8').read(),
     long_description_content_type='text/markdown',
     python_requires='>=3.10',

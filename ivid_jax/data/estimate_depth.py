@@ -86,6 +86,7 @@ class Estimator:
 # ---------------------------------------------------------------------------------------------
 # Backends.
 
+@functools.cache
 def _tiny_depth_net():
   import flax.linen as nn  # pylint: disable=g-import-not-at-top
   import jax  # pylint: disable=g-import-not-at-top
@@ -107,6 +108,13 @@ def _tiny_depth_net():
       return nn.softplus(nn.Conv(1, (3, 3), name='head')(h))[..., 0] + 1e-3
 
   return TinyDepthNet()
+
+
+@functools.cache
+def _tiny_apply():
+  """One jitted forward pass shared by every tiny-random estimator of a process (one compile per batch size)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  return jax.jit(_tiny_depth_net().apply)
 
 
 def tiny_random_estimator(seed: int = 0, batch_size: int = 8, size: int = 32) -> Estimator:
@@ -133,7 +141,7 @@ def tiny_random_estimator(seed: int = 0, batch_size: int = 8, size: int = 32) ->
     return (rng.standard_normal(leaf.shape) / np.sqrt(fan_in)).astype(np.float32)
 
   params = jax.tree.map(draw, shapes)
-  apply = jax.jit(net.apply)
+  apply = _tiny_apply()
 
   def predict(images: np.ndarray) -> np.ndarray:
     images = _check_batch(images)

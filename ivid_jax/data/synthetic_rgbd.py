@@ -34,6 +34,8 @@ import jax
 import numpy as np
 import tensorflow_datasets as tfds
 
+import ivid_jax
+
 from ivid_jax.data import synthetic
 
 SPLITS = ('train', 'test')
@@ -122,7 +124,7 @@ class SyntheticRgbd(tfds.core.GeneratorBasedBuilder):
             'scene_id': tensor(shape=(), dtype=np.int64),
         }),
         supervised_keys=None,
-        homepage='https://github.com/',
+        homepage=ivid_jax.REPOSITORY_URL,
     )
 
   def _split_generators(self, dl_manager):
