@@ -125,3 +125,12 @@ def test_eval_command_names_the_missing_weights_file(tmp_path):
       capture_output=True, text=True, timeout=300, check=False)
   assert result.returncode != 0
   assert str(missing) in result.stderr and 'no such file' in result.stderr
+
+
+def test_pth_and_npz_weights_load_alike(ref, variables, tmp_path):
+  torch = pytest.importorskip('torch')  # optional: the .pth path needs torch
+  path = tmp_path / 'pt_inception-2015-12-05-6726825d.pth'
+  weights = inception.random_state_dict(_layout(ref), int(ref['seed']))
+  torch.save({k: torch.from_numpy(v) for k, v in weights.items()}, path)
+  for a, b in zip(jax.tree.leaves(inception.load_params(path)), jax.tree.leaves(variables)):
+    np.testing.assert_array_equal(a, b)
