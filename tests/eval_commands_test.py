@@ -1,4 +1,4 @@
-"""`ivid-jax eval` and `ivid-jax eval-3d` end to end: reports, the protocol's plumbing, usage errors."""
+"""`ivid-jax eval` and `eval-3d` end to end: reports, the protocol's plumbing, usage errors."""
 
 import json
 import os

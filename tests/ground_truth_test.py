@@ -1,4 +1,4 @@
-"""Ground-truth novel-view scores: SSIM, an oracle and a bad model beside Telea, the split entry point."""
+"""Ground-truth novel-view scores: SSIM, oracle and bad models beside Telea, the split entry."""
 
 import jax
 import jax.numpy as jnp

@@ -1,4 +1,4 @@
-"""The FID Inception in Flax against torch-fidelity's inception-v3-compat (tests/data/inception_ref.npz)."""
+"""The FID Inception in Flax against torch-fidelity's inception-v3-compat (inception_ref.npz)."""
 
 import os
 import subprocess

@@ -1,7 +1,9 @@
 """ivid-jax eval: FID, KID and IS of generated images by the authors' protocol (reference 8).
 
-  ivid-jax eval --fake=OUT/results --real=IMAGENET/train --inception=pt_inception-2015-12-05-6726825d.pth
-  ivid-jax eval --fake=OUT/results --tfds=imagenet2012:train --data_dir=DIR --inception=...
+  ivid-jax eval --fake=OUT/results --real=IMAGENET/train --inception=PTH
+  ivid-jax eval --fake=OUT/results --tfds=imagenet2012:train --data_dir=DIR --inception=PTH
+
+PTH: pt_inception-2015-12-05-6726825d.pth, the FID Inception weights (see --inception).
 
 --fake: the sampler's `results/` folder (128 x 128 PNGs); --num_samples of them
 (10,000, the paper's count) are drawn with --seed when it holds more, and fewer
@@ -22,7 +24,7 @@ import os
 from absl import app
 from absl import flags
 
-_FAKE = flags.DEFINE_string('fake', None, 'Folder of generated PNGs (the sampler\'s <out>/results).')
+_FAKE = flags.DEFINE_string('fake', None, "Generated PNGs (the sampler's <out>/results).")
 _REAL = flags.DEFINE_string('real', None, 'Folder of real images (png/jpg/jpeg, recursive).')
 _TFDS = flags.DEFINE_string('tfds', None, 'Real images from a TFDS split, NAME[:SPLIT] (default '
                             'split train), read with tfds.data_source.')

@@ -237,7 +237,7 @@ def sift_features(images: np.ndarray, work_size: int = TSED_SIZE
     if scale > 1:
       grey = cv2.resize(grey, (round(size * scale),) * 2, interpolation=cv2.INTER_CUBIC)
     keypoints, descriptors = sift.detectAndCompute(grey, None)
-    # OpenCV puts pixel centres at integers, we put them at +0.5; enlarging maps x' -> (x' + 0.5) / s.
+    # OpenCV puts pixel centres at integers, we at +0.5; enlarging by s maps x' -> (x' + 0.5) / s.
     points = (np.array([k.pt for k in keypoints], np.float64).reshape(-1, 2) + 0.5) / scale
     out.append((points, descriptors))
   return out

@@ -126,7 +126,7 @@ def region_scores(pred: np.ndarray, true: np.ndarray, region: np.ndarray) -> dic
 
 
 def depth_error(pred_z: np.ndarray, true_depth: np.ndarray, region: np.ndarray) -> float:
-  """Mean |D_pred / D_true - 1| over a region, depth decoded from z (0.6/5) and clipped to 0.6..5."""
+  """Mean |D_pred / D_true - 1| over a region; D_pred from z (0.6/5), D_true clipped to 0.6..5."""
   d_pred = np.asarray(depth_lib.linearize_depth(pred_z, depth_lib.SAMPLE_NEAR,
                                                 depth_lib.SAMPLE_FAR))
   d_true = np.clip(true_depth, depth_lib.SAMPLE_NEAR, depth_lib.SAMPLE_FAR)

@@ -416,7 +416,7 @@ def _batches(images: Iterable[np.ndarray], batch_size: int) -> Iterator[tuple[np
       raise ValueError(f'images must be uint8 [N, H, W, 3], got {chunk.dtype} {chunk.shape}')
     if shape is not None and chunk.shape[1:] != shape:
       raise ValueError(f'all images of one call must share a size: {shape[:2]} then '
-                       f'{chunk.shape[1:3]} (resize them first, e.g. real_images.center_crop_resize)')
+                       f'{chunk.shape[1:3]} (resize them first: image_sets.center_crop_resize)')
     shape = chunk.shape[1:]
     buffer.append(chunk)
     count += len(chunk)
@@ -439,6 +439,8 @@ def extract(variables: Variables, images: Iterable[np.ndarray], *, batch_size: i
   size (the last batch is zero-padded, padded rows dropped), the TF1 resize once
   per input size. Host reading of the next chunk overlaps the device's work on
   the current batch (dispatch is asynchronous; results are fetched one batch late).
+  Each process uses its own devices: on a multi-host pod, run it on one host
+  (or give each host its share of the images and concatenate the features).
 
   Args:
     variables: from `load_params`.

@@ -1,4 +1,4 @@
-"""FID, KID and IS on Inception features, computed as torch-fidelity 0.4 computes them (reference 8).
+"""FID, KID and IS on Inception features, as torch-fidelity 0.4 computes them (reference 8).
 
 The authors' eval.py calls `torch_fidelity.calculate_metrics(isc=True, fid=True,
 kid=True)` with its defaults: FID and KID on the 2048-d pool features, IS on the

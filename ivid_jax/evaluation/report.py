@@ -1,4 +1,4 @@
-"""Evaluation reports: one JSON file (every number) and one markdown table (the headline) per run."""
+"""Evaluation reports: a JSON file (every number) and a markdown table (the headline) per run."""
 
 from __future__ import annotations
 

@@ -47,13 +47,14 @@ def _import_torch_fidelity():
 
 
 torch_fidelity = _import_torch_fidelity()
-from torch_fidelity import feature_extractor_inceptionv3 as fe  # pylint: disable=g-import-not-at-top
-from torch_fidelity import metric_fid  # pylint: disable=g-import-not-at-top
-from torch_fidelity import metric_isc  # pylint: disable=g-import-not-at-top
-from torch_fidelity import metric_kid  # pylint: disable=g-import-not-at-top
+# pylint: disable=g-import-not-at-top,wrong-import-position
+from torch_fidelity import feature_extractor_inceptionv3 as fe
+from torch_fidelity import metric_fid
+from torch_fidelity import metric_isc
+from torch_fidelity import metric_kid
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', '..'))
-from ivid_jax.evaluation import inception  # pylint: disable=g-import-not-at-top
+from ivid_jax.evaluation import inception
 
 OUT = os.path.join(os.path.dirname(__file__), 'inception_ref.npz')
 SEED = 0
