@@ -47,9 +47,13 @@ setuptools.setup(
     package_data={'ivid_jax.bundled_data': ['*.npz', '*.md']},
     install_requires=INSTALL_REQUIRES,
     extras_require={
-        # pytest, and nbclient + a kernel to execute the Colab notebooks in tests.
+        # pytest, nbclient + a kernel to execute the Colab notebooks, OpenCV for the TSED/Telea tests.
         'test': ['pytest>=9.2,<10', 'nbclient>=0.11,<0.12', 'nbformat>=5.11,<6',
-                 'ipykernel>=7.4,<8'],
+                 'ipykernel>=7.4,<8', 'opencv-python-headless>=5.0,<5.1'],
+        # `ivid-jax eval-3d`'s TSED (SIFT matching) and the Telea inpainting baseline of the
+        # ground-truth scores: OpenCV's, the implementations those metrics are defined by.
+        # Optional: FID/KID/IS, reprojection and flatness are pure JAX/numpy.
+        'eval': ['opencv-python-headless>=5.0,<5.1'],
         # `ivid-jax estimate-depth --model=<hub id or folder>`: transformers' depth models
         # (MiDaS DPT-BEiT, Depth Anything) run with torch. Not installed by CI: tests use the
         # built-in tiny-random backend.

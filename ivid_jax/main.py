@@ -30,6 +30,10 @@ COMMANDS: dict[str, Command] = {
                               'format'),
     'convert-checkpoint': Command('ivid_jax.commands.convert_checkpoint',
                                   "the authors' released PyTorch weights -> an ivid-jax model file"),
+    'eval': Command('ivid_jax.commands.eval',
+                    "FID, KID and IS of generated images by the authors' protocol"),
+    'eval-3d': Command('ivid_jax.commands.eval_3d',
+                       '3D consistency of generated scenes: reprojection, TSED, flatness'),
 }
 
 _HELP = ('-h', '--help', '--helpshort')
