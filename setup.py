@@ -42,7 +42,13 @@ setuptools.setup(
     extras_require={
         # pytest, and nbclient + a kernel to execute the Colab notebooks in tests.
         'test': ['pytest>=9.2,<10', 'nbclient>=0.11,<0.12', 'nbformat>=5.11,<6',
-                 'ipykernel>=7.4,<8'],
+                 'ipykernel>=7.4,<8',
+                 # CI exercises clu's real TensorBoard writers (the trainer falls back to its own
+                 # writer without them; tests cover both).
+                 'tensorflow-cpu>=2.21,<2.22', 'tensorboard>=2.21,<2.22'],
+        # clu's metric writers and periodic actions import TensorFlow; tensorflow-cpu 2.21 no
+        # longer pulls tensorboard in. Without this extra the trainer writes metrics.jsonl + PNGs.
+        'tensorboard': ['tensorflow-cpu>=2.21,<2.22', 'tensorboard>=2.21,<2.22'],
         # `ivid-jax estimate-depth --model=<hub id or folder>`: transformers' depth models
         # (MiDaS DPT-BEiT, Depth Anything) run with torch. Not installed by CI: tests use the
         # built-in tiny-random backend.

@@ -39,9 +39,10 @@ def main(argv: list[str]) -> None:
   if _CONFIG.value is None or not _WORKDIR.value:
     raise app.UsageError('train needs --config=CONFIG.py and --workdir=DIR')
   from ivid_jax.training import parallel  # pylint: disable=g-import-not-at-top
-  from ivid_jax.training import train  # pylint: disable=g-import-not-at-top
   if _DISTRIBUTED.value or _COORDINATOR.value:
+    # Before the trainer's modules are imported: they touch the devices.
     parallel.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+  from ivid_jax.training import train  # pylint: disable=g-import-not-at-top
   try:
     state = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
   except (ValueError, FileNotFoundError, train.NonFiniteError) as e:
