@@ -1,4 +1,4 @@
-"""G_c: the conditional (inpainting) RGBD model on ImageNet 128 (reference 2.7, 3.3, 5).
+r"""G_c: the conditional (inpainting) RGBD model on ImageNet 128 (reference 2.7, 3.3, 5).
 
   ivid-jax train --config=configs/imagenet128_cond.py --workdir=runs/cond \
       --config.init_from=runs/uncond   # fine-tune from G_u (a workdir or a model file)

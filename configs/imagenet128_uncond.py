@@ -1,4 +1,4 @@
-"""G_u: the unconditional (class-conditional, CFG) RGBD model on ImageNet 128 (reference 3.3, 5).
+r"""G_u: the unconditional (class-conditional, CFG) RGBD model on ImageNet 128 (reference 3.3, 5).
 
   ivid-jax train --config=configs/imagenet128_uncond.py --workdir=runs/uncond \
       --config.input.data_dir=DATA   # imagenet_rgbd prepared there (data/imagenet.py)

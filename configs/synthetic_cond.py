@@ -1,4 +1,4 @@
-"""G_c on synthetic_rgbd at 32 px, fine-tuned from the synthetic G_u as the authors do.
+r"""G_c on synthetic_rgbd at 32 px, fine-tuned from the synthetic G_u as the authors do.
 
   ivid-jax train --config=configs/synthetic_cond.py --workdir=runs/synthetic_cond \
       --config.init_from=runs/synthetic_uncond

@@ -19,7 +19,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
                       attention_resolutions=(8,), num_groups=16, num_head_channels=32,
                       num_classes=5)  # synthetic.CLASS_NAMES
   config.input.dataset = 'synthetic_rgbd'
-  config.input.tfds_config = 'r32'
+  config.input.tfds_config = 'r32_solid'  # shaded solid colours (r32: textured)
   config.input.batch_size = 32
   config.optim.lr = 2e-4
   config.ema.decays = (0.999,)

@@ -1,4 +1,4 @@
-"""A sweep over configs/synthetic_uncond.py: learning rate x EMA rate.
+r"""A sweep over configs/synthetic_uncond.py: learning rate x EMA rate.
 
   ivid-jax sweep --config=configs/synthetic_uncond.py --sweep=configs/synthetic_uncond_sweep.py \
       --workdir=runs/sweep [--run]

@@ -1,4 +1,4 @@
-"""ivid-jax sweep: one training run per point of a sweep file, each in its own workdir.
+r"""ivid-jax sweep: one training run per point of a sweep file, each in its own workdir.
 
   ivid-jax sweep --config=configs/synthetic_uncond.py \
       --sweep=configs/synthetic_uncond_sweep.py --workdir=runs/sweep          # print commands

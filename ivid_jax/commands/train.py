@@ -1,4 +1,4 @@
-"""ivid-jax train: trains either IVID network (G_u or G_c) from a config, resuming in its workdir.
+r"""ivid-jax train: trains either IVID network (G_u or G_c) from a config, resuming in its workdir.
 
   ivid-jax train --config=configs/synthetic_uncond.py --workdir=runs/uncond
   ivid-jax train --config=configs/synthetic_cond.py --workdir=runs/cond \
