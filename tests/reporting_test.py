@@ -78,3 +78,15 @@ def test_cond_grid_shows_condition_sample_target_with_magenta_holes():
   np.testing.assert_array_equal(picture[1, 0], [0.5, 0.5, 0.5])  # y = 0 -> grey
   np.testing.assert_array_equal(picture[1, s + 2], [0, 0, 0])  # the sample, -1 -> black
   np.testing.assert_array_equal(picture[1, 2 * (s + 2)], [1, 1, 1])  # the target, +1 -> white
+
+
+def test_basic_profile_traces_the_chosen_steps(tmp_path):
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  profile = reporting.BasicProfile(logdir=str(tmp_path), first_step=2, num_steps=1)
+  profile(1)
+  assert not os.listdir(tmp_path)  # not started before first_step
+  profile(2)
+  jnp.ones(3).block_until_ready()
+  profile(3)
+  traces = glob.glob(os.path.join(tmp_path, '**', '*.xplane.pb'), recursive=True)
+  assert traces and os.path.getsize(traces[0]) > 0

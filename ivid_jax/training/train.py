@@ -449,35 +449,37 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> state
   history: list[dict[str, Array]] = []
   previous = None
   t0 = time.monotonic()
-  for step in range(start + 1, total + 1):
-    batch = next(data)
-    state, metrics = p_train_step(state, batch)
-    if previous is not None:  # one step behind, so the device keeps working meanwhile
-      _check_nonfinite(previous, step - 1, limit, last_saved)
-    previous = metrics
-    history.append(metrics)
-    progress(step)
-    if profile is not None:
-      profile(step)
-    if step % int(config.log_every_steps) == 0 or step == total:
-      _check_nonfinite(metrics, step, limit, last_saved)
-      scalars = _mean_metrics(history)
-      scalars['lr'] = float(lr_fn(step - 1))
-      writer.write_scalars(step, scalars)
-      history = []
-      if step == start + int(config.log_every_steps):
-        logging.info('first %d steps (with compilation) took %.1f s', step - start,
-                     time.monotonic() - t0)
-    if preview_every and (step % preview_every == 0 or step == total):
-      preview(step, state.ema[0])
-    if step % int(config.checkpoint_every_steps) == 0 or step == total:
-      _check_nonfinite(metrics, step, limit, last_saved)
-      if not np.isfinite(float(metrics['param_norm'])):  # cannot happen: updates are guarded
-        raise NonFiniteError(f'step {step}: the parameters are not finite; not saving them')
-      with progress.timed('checkpoint'):
-        ckpt.save(step, state, data)
-      last_saved = step
-  ckpt.wait()
-  ckpt.close()
-  writer.flush()
+  try:
+    for step in range(start + 1, total + 1):
+      batch = next(data)
+      state, metrics = p_train_step(state, batch)
+      if previous is not None:  # one step behind, so the device keeps working meanwhile
+        _check_nonfinite(previous, step - 1, limit, last_saved)
+      previous = metrics
+      history.append(metrics)
+      progress(step)
+      if profile is not None:
+        profile(step)
+      if step % int(config.log_every_steps) == 0 or step == total:
+        _check_nonfinite(metrics, step, limit, last_saved)
+        scalars = _mean_metrics(history)
+        scalars['lr'] = float(lr_fn(step - 1))
+        writer.write_scalars(step, scalars)
+        history = []
+        if step == start + int(config.log_every_steps):
+          logging.info('first %d steps (with compilation) took %.1f s', step - start,
+                       time.monotonic() - t0)
+      if preview_every and (step % preview_every == 0 or step == total):
+        preview(step, state.ema[0])
+      if step % int(config.checkpoint_every_steps) == 0 or step == total:
+        _check_nonfinite(metrics, step, limit, last_saved)
+        if not np.isfinite(float(metrics['param_norm'])):  # cannot happen: updates are guarded
+          raise NonFiniteError(f'step {step}: the parameters are not finite; not saving them')
+        with progress.timed('checkpoint'):
+          ckpt.save(step, state, data)
+        last_saved = step
+  finally:  # a stopped run still finishes the saves in flight
+    ckpt.wait()
+    ckpt.close()
+    writer.flush()
   return state
