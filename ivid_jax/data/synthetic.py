@@ -572,8 +572,8 @@ def with_solid_colours(scenes: Scene) -> Scene:
   """Scenes (batched or not) with every texture replaced by its first colour, the sky's too.
 
   What remains is geometry, Lambertian shading and one colour per object: a
-  simpler distribution that a small network learns in minutes, where the
-  procedural textures take hours.
+  simpler distribution for small networks trained on a CPU (on the textured
+  scenes a 1.9M-parameter UNet still drew colour blobs after 650 steps).
   """
   kind = scenes.material.kind
   return scenes._replace(material=scenes.material._replace(kind=jnp.full_like(kind, TEX_SOLID)))
