@@ -47,13 +47,20 @@ setuptools.setup(
     package_data={'ivid_jax.bundled_data': ['*.npz', '*.md']},
     install_requires=INSTALL_REQUIRES,
     extras_require={
-        # pytest, nbclient + a kernel to execute the Colab notebooks, OpenCV for the TSED/Telea tests.
+        # pytest, nbclient + a kernel to execute the Colab notebooks, OpenCV for the TSED/Telea
+        # tests.
         'test': ['pytest>=9.2,<10', 'nbclient>=0.11,<0.12', 'nbformat>=5.11,<6',
-                 'ipykernel>=7.4,<8', 'opencv-python-headless>=5.0,<5.1'],
+                 'ipykernel>=7.4,<8', 'opencv-python-headless>=5.0,<5.1',
+                 # CI exercises clu's real TensorBoard writers (the trainer falls back to its own
+                 # writer without them; tests cover both).
+                 'tensorflow-cpu>=2.21,<2.22', 'tensorboard>=2.21,<2.22'],
         # `ivid-jax eval-3d`'s TSED (SIFT matching) and the Telea inpainting baseline of the
         # ground-truth scores: OpenCV's, the implementations those metrics are defined by.
         # Optional: FID/KID/IS, reprojection and flatness are pure JAX/numpy.
         'eval': ['opencv-python-headless>=5.0,<5.1'],
+        # clu's metric writers and periodic actions import TensorFlow; tensorflow-cpu 2.21 no
+        # longer pulls tensorboard in. Without this extra the trainer writes metrics.jsonl + PNGs.
+        'tensorboard': ['tensorflow-cpu>=2.21,<2.22', 'tensorboard>=2.21,<2.22'],
         # `ivid-jax estimate-depth --model=<hub id or folder>`: transformers' depth models
         # (MiDaS DPT-BEiT, Depth Anything) run with torch. Not installed by CI: tests use the
         # built-in tiny-random backend.
