@@ -15,9 +15,11 @@ import os
 from typing import Any
 
 import jax
+import numpy as np
 from absl import logging
 
 from ivid_jax.data import pipeline
+from ivid_jax.models import unet
 
 DATASETS = ('synthetic_rgbd', 'imagenet_rgbd', 'rgbd_folder', 'random_smooth')
 
@@ -84,6 +86,45 @@ def make_source(*, dataset: str, image_size: int, tfds_config: Any = '', data_di
     raise ValueError(f'input.dataset must be one of {DATASETS}, got {dataset!r}')
   check_resolution(source, image_size)
   return source
+
+
+def source_labels(source: pipeline.Source) -> np.ndarray | None:
+  """The distinct labels a source can give (None where it cannot say without reading it all).
+
+  TFDS builders give their label feature's class count; in-memory and folder sources
+  their label lists. Unlabelled examples carry pipeline.NO_LABEL (-1).
+  """
+  inner = source.source if isinstance(source, pipeline.FirstView) else source
+  info = getattr(inner, 'dataset_info', None)
+  if info is not None:
+    if 'label' not in info.features.keys():
+      return np.array([pipeline.NO_LABEL])
+    feature = info.features['label']
+    return np.arange(feature.num_classes) if hasattr(feature, 'num_classes') else None
+  if isinstance(inner, pipeline.ArraySource):
+    return (np.array([pipeline.NO_LABEL]) if inner.labels is None
+            else np.unique(np.asarray(inner.labels)))
+  entries = getattr(inner, 'entries', None)
+  if entries is not None:
+    return np.unique([e.label for e in entries]) if entries else np.zeros((0,), int)
+  return None
+
+
+def check_labels(source: pipeline.Source, dataset: str, num_classes: int | None,
+                 has_null_class: bool) -> None:
+  """The dataset's labels must fit the model's class table (jitted code cannot check them).
+
+  Raises:
+    ValueError naming the dataset and the labels that do not fit.
+  """
+  labels = source_labels(source)
+  if num_classes is None or labels is None or not labels.size:
+    return
+  try:
+    unet.check_labels(labels, num_classes, has_null_class)
+  except ValueError as e:
+    raise ValueError(f'input.dataset={dataset!r} ({source!r}): {e}; set model.num_classes '
+                     'and model.has_null_class to fit the data') from None
 
 
 def check_resolution(source: pipeline.Source, image_size: int) -> None:

@@ -398,6 +398,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> state
                parallel.describe(mesh), batch_size)
 
   source = input_lib.make_source(image_size=model.image_size, **dict(config.input))
+  input_lib.check_labels(source, config.input.dataset, model.num_classes,
+                         bool(model.has_null_class))
   host_iterator = pipeline.make_loader(
       source, global_batch_size=batch_size, seed=config.seed, conditional=config.kind == 'cond',
       worker_count=int(config.input.get('worker_count', 0)))
