@@ -29,7 +29,7 @@ import os
 import pickle
 import tempfile
 import zipfile
-from typing import Iterable, Sequence
+from typing import Iterable, NamedTuple, Sequence
 
 import numpy as np
 from PIL import Image
@@ -179,13 +179,30 @@ def write_scene(path: str, scene: Scene) -> str:
   return _atomic(path, lambda f: np.savez_compressed(f, **arrays))
 
 
-def read_scene(path: str, near: float = depth_lib.SAMPLE_NEAR,
-               far: float = depth_lib.SAMPLE_FAR) -> Scene:
-  """Reads one of our scene files or one of the authors'.
+class SceneArrays(NamedTuple):
+  """A scene file's arrays as stored: what both the sampler and the 3D metrics read.
+
+  Attributes:
+    color: uint8 [V, N, N, 3].
+    depth: float32 [V, N, N] linear depth D along the optical axis.
+    modelview: float32 [V, 4, 4] world-to-camera (OpenGL axes).
+    fov: degrees.
+    meta: the other stored fields (near, far, yaw, pitch, seed, label, viewset, display).
+  """
+  color: np.ndarray
+  depth: np.ndarray
+  modelview: np.ndarray
+  fov: float
+  meta: dict
+
+
+def read_arrays(path: str | os.PathLike) -> SceneArrays:
+  """The arrays of one of our scene files or one of the authors', unconverted.
 
   Raises:
     FileNotFoundError, or ValueError naming the file and what is wrong with it.
   """
+  path = os.fspath(path)
   if not os.path.isfile(path):
     raise FileNotFoundError(f'{path}: no such scene file')
   try:
@@ -195,26 +212,45 @@ def read_scene(path: str, near: float = depth_lib.SAMPLE_NEAR,
         raise _AuthorsFormat()
       missing = {'color', 'depth', 'modelview'} - keys
       if missing:
-        raise ValueError(f'{path}: not a scene file (missing {sorted(missing)})')
+        raise ValueError(f'{path}: not a scene file (missing {sorted(missing)}; it holds '
+                         f'{sorted(keys)})')
       data = {k: f[k] for k in keys}
   except _AuthorsFormat:
-    return _read_authors_scene(path, near, far)
+    return _read_authors_arrays(path)
   except (OSError, zipfile.BadZipFile, EOFError) as e:
     raise ValueError(f'{path}: not a readable scene file ({type(e).__name__}: {e})') from None
-  color, depth, mv = data['color'], data['depth'], data['modelview']
+  color, depth, mv = data.pop('color'), data.pop('depth'), data.pop('modelview')
+  if depth.ndim == 4 and depth.shape[-1] == 1:
+    depth = depth[..., 0]
   v = color.shape[0]
-  if color.ndim != 4 or depth.shape != color.shape[:3] or mv.shape != (v, 4, 4):
-    raise ValueError(f'{path}: inconsistent scene arrays: color {color.shape}, depth '
-                     f'{depth.shape}, modelview {mv.shape}')
+  if (color.dtype != np.uint8 or color.ndim != 4 or depth.shape != color.shape[:3]
+      or mv.shape != (v, 4, 4)):
+    raise ValueError(f'{path}: inconsistent scene arrays: color {color.dtype} {color.shape}, '
+                     f'depth {depth.shape}, modelview {mv.shape} (uint8 [V, N, N, 3], '
+                     '[V, N, N], [V, 4, 4] expected)')
+  fov = float(data.pop('fov', 45.0))
+  return SceneArrays(color, depth.astype(np.float32), mv.astype(np.float32), fov, data)
+
+
+def read_scene(path: str, near: float = depth_lib.SAMPLE_NEAR,
+               far: float = depth_lib.SAMPLE_FAR) -> Scene:
+  """Reads one of our scene files or one of the authors' as a `Scene` (z-buffer views).
+
+  Raises:
+    FileNotFoundError, or ValueError naming the file and what is wrong with it.
+  """
+  arrays = read_arrays(path)
+  data = arrays.meta
+  v = arrays.color.shape[0]
   near = float(data.get('near', near))
   far = float(data.get('far', far))
-  z = np.asarray(depth_lib.project_depth(depth, near, far))
-  views = np.concatenate([color.astype(np.float32) / 255.0, z[..., None]], -1)
+  z = np.asarray(depth_lib.project_depth(arrays.depth, near, far))
+  views = np.concatenate([arrays.color.astype(np.float32) / 255.0, z[..., None]], -1)
   display = tuple(tuple(int(k) for k in row if k >= 0) for row in data.get(
       'display', np.arange(v)[None]))
   nan = np.full(v, np.nan, np.float32)
-  return Scene(views=views, modelviews=mv.astype(np.float32), yaw=data.get('yaw', nan),
-               pitch=data.get('pitch', nan), fov=float(data.get('fov', 45.0)), near=near, far=far,
+  return Scene(views=views, modelviews=arrays.modelview, yaw=data.get('yaw', nan),
+               pitch=data.get('pitch', nan), fov=arrays.fov, near=near, far=far,
                seed=int(data.get('seed', -1)), label=int(data.get('label', -1)),
                viewset=str(data.get('viewset', 'custom')), display=display)
 
@@ -245,7 +281,7 @@ class _AuthorsUnpickler(pickle.Unpickler):
     raise pickle.UnpicklingError(f'refusing to unpickle {module}.{name}')
 
 
-def _read_authors_scene(path: str, near: float, far: float) -> Scene:
+def _read_authors_arrays(path: str) -> SceneArrays:
   try:
     with zipfile.ZipFile(path) as z, z.open('data.npy') as f:
       version = np.lib.format.read_magic(f)
@@ -255,6 +291,8 @@ def _read_authors_scene(path: str, near: float, far: float) -> Scene:
       if dtype != object:
         raise ValueError('data is not an object array')
       entries = list(_AuthorsUnpickler(f).load())
+    if not entries:
+      raise ValueError('it holds no views')
     colors, depths, mvs = [], [], []
     for entry in entries:
       color = np.asarray(Image.open(io.BytesIO(entry['color'])).convert('RGB'))
@@ -264,27 +302,34 @@ def _read_authors_scene(path: str, near: float, far: float) -> Scene:
       colors.append(color)
       mv = entry['modelview']
       mvs.append(mv.matrix if isinstance(mv, _GlmMatrix) else np.asarray(mv, np.float64))
-    fov = float(entries[0].get('fov', 45.0))
-  except (OSError, KeyError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile) as e:
+    fovs = sorted({float(e.get('fov', 45.0)) for e in entries})
+    if len(fovs) != 1:
+      raise ValueError(f'views have different fields of view {fovs}')
+  except (OSError, KeyError, TypeError, ValueError, pickle.UnpicklingError,
+          zipfile.BadZipFile) as e:
     raise ValueError(f"{path}: not a readable scene file of the authors' format "
                      f'({type(e).__name__}: {e})') from None
-  z = np.asarray(depth_lib.project_depth(np.stack(depths), near, far))
-  views = np.concatenate([np.stack(colors).astype(np.float32) / 255.0, z[..., None]], -1)
-  v = len(entries)
-  nan = np.full(v, np.nan, np.float32)
-  return Scene(views=views, modelviews=np.stack(mvs).astype(np.float32), yaw=nan, pitch=nan,
-               fov=fov, near=near, far=far, display=(tuple(range(v)),))
+  return SceneArrays(np.stack(colors), np.stack(depths), np.stack(mvs).astype(np.float32),
+                     fovs[0], {'display': np.arange(len(entries))[None]})
 
 
-def list_scenes(scene_dir: str) -> list[str]:
-  """Sorted scene files of an output folder (its scenes/ subfolder, or the folder itself)."""
+def list_scenes(scene_dir: str | os.PathLike) -> list[str]:
+  """Sorted .npz scene files of an output folder (its scenes/ subfolder) or of a scenes folder.
+
+  Raises:
+    FileNotFoundError for a missing folder, ValueError for one without scene files.
+  """
+  scene_dir = os.fspath(scene_dir)
+  if not os.path.isdir(scene_dir):
+    raise FileNotFoundError(f'{scene_dir}: no such folder (scenes)')
   folder = os.path.join(scene_dir, 'scenes')
   if not os.path.isdir(folder):
     folder = scene_dir
-  if not os.path.isdir(folder):
-    raise FileNotFoundError(f'{scene_dir}: no such folder')
-  return sorted(os.path.join(folder, f) for f in os.listdir(folder)
-                if f.startswith('scene_') and f.endswith('.npz'))
+  files = sorted(os.path.join(folder, f) for f in os.listdir(folder)
+                 if f.endswith('.npz') and not f.startswith('.'))
+  if not files:
+    raise ValueError(f'{folder}: no .npz scene files')
+  return files
 
 
 def write_outputs(paths: dict[str, str], scene: Scene, conditions=None) -> list[str]:
