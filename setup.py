@@ -48,12 +48,16 @@ setuptools.setup(
     install_requires=INSTALL_REQUIRES,
     extras_require={
         # pytest, nbclient + a kernel to execute the Colab notebooks, OpenCV for the TSED/Telea
-        # tests.
+        # tests, and an ffmpeg for the MP4 writer's test.
         'test': ['pytest>=9.2,<10', 'nbclient>=0.11,<0.12', 'nbformat>=5.11,<6',
                  'ipykernel>=7.4,<8', 'opencv-python-headless>=5.0,<5.1',
+                 'imageio-ffmpeg>=0.8.1,<0.9',
                  # CI exercises clu's real TensorBoard writers (the trainer falls back to its own
                  # writer without them; tests cover both).
                  'tensorflow-cpu>=2.21,<2.22', 'tensorboard>=2.21,<2.22'],
+        # MP4 videos from `ivid-jax render`: an ffmpeg binary in a wheel (165 MB, so optional;
+        # without it render writes GIFs, or uses an ffmpeg found on the PATH).
+        'video': ['imageio-ffmpeg>=0.8.1,<0.9'],
         # `ivid-jax eval-3d`'s TSED (SIFT matching) and the Telea inpainting baseline of the
         # ground-truth scores: OpenCV's, the implementations those metrics are defined by.
         # Optional: FID/KID/IS, reprojection and flatness are pure JAX/numpy.

@@ -30,6 +30,10 @@ COMMANDS: dict[str, Command] = {
                               'format'),
     'convert-checkpoint': Command('ivid_jax.commands.convert_checkpoint',
                                   "the authors' released PyTorch weights -> an ivid-jax model file"),
+    'sample': Command('ivid_jax.commands.sample',
+                      '3D scenes view by view (or image-to-3D), in the authors\' output layout'),
+    'render': Command('ivid_jax.commands.render',
+                      'free-view videos and images of scenes (fusion renderer), mesh export'),
     'train': Command('ivid_jax.commands.train',
                      'train either network (G_u or G_c) from a config, on any number of devices '
                      'and hosts'),

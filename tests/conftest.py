@@ -33,3 +33,42 @@ def aggregate_ref():
 def _temp_files_in_tmp_path(tmp_path, monkeypatch):
   """TFDS's DatasetInfo.initialize_from_bucket leaves an empty mkdtemp() per builder: keep them in tmp_path."""
   monkeypatch.setattr(tempfile, 'tempdir', str(tmp_path))
+
+
+# Tiny random networks for the sampler (16 px; the UNet's own test configuration).
+TINY_UNET = dict(image_size=16, in_channels=4, model_channels=16, out_channels=4,
+                 num_res_blocks=1, attention_resolutions=(8,), channel_mult=(1, 2), num_groups=8,
+                 num_head_channels=8, num_classes=4, has_null_class=True)
+
+
+@pytest.fixture(scope='session')
+def tiny_model_files(tmp_path_factory):
+  """{'uncond': path, 'cond': path}: model files of tiny random UNets, params drawn with numpy.
+
+  The output convolution is scaled down so that the random eps stay O(1) and the
+  chain's views O(1) rather than O(100) (every view is still noise-like).
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+  from ivid_jax.models import model_file  # pylint: disable=g-import-not-at-top
+  from ivid_jax.models import unet  # pylint: disable=g-import-not-at-top
+  folder = tmp_path_factory.mktemp('tiny_models')
+  paths = {}
+  for seed, (kind, channels) in enumerate((('uncond', 4), ('cond', 10))):
+    fields = dict(TINY_UNET, in_channels=channels)
+    net = unet.UNet(**fields)
+    shapes = jax.eval_shape(lambda net=net, c=channels: net.init(
+        jax.random.key(0), np.zeros((1, 16, 16, c), np.float32), np.zeros((1,), np.int32),
+        np.zeros((1,), np.int32)))['params']
+    rng = np.random.default_rng(seed)
+
+    def draw(path, leaf, rng=rng):
+      if len(leaf.shape) == 1:
+        return (0.1 * rng.standard_normal(leaf.shape)).astype(np.float32)
+      scale = 1.0 / np.sqrt(np.prod(leaf.shape[:-1]))
+      if 'out_2' in jax.tree_util.keystr(path):
+        scale *= 0.1
+      return (scale * rng.standard_normal(leaf.shape)).astype(np.float32)
+
+    params = jax.tree_util.tree_map_with_path(draw, shapes)
+    paths[kind] = model_file.save(folder / f'{kind}.msgpack', unet=fields, params=params)
+  return paths

@@ -1,5 +1,6 @@
 """render_views: a stack of RGBD views into one camera, shared or per-view z-buffers."""
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -99,3 +100,53 @@ def test_aggregation_weight_follows_the_reference_rules():
   assert w[4] == pytest.approx(np.exp(-20 * np.arctan(0.1)), rel=1e-4)
   assert float(render.aggregation_weight(n[:1], pos[:1], center[:1], flags[:1],
                                          jnp.array([False]))[0]) == 0.0
+
+
+def _fragments(weights, depths, colors):
+  """ViewRender [V, K] from per-view lists of per-sample values."""
+  w = jnp.asarray(weights, jnp.float32)
+  return render.ViewRender(color=jnp.asarray(colors, jnp.float32),
+                           depth=jnp.asarray(depths, jnp.float32), weight=w,
+                           view=jnp.where(w > 0, 0, -1))
+
+
+def _accumulate_all(frags, order):
+  acc = render.empty_accumulator(frags.weight.shape[1:])
+  for v in order:
+    acc = render.accumulate(acc, jax.tree.map(lambda a: a[v], frags))
+  return render.resolve(acc)
+
+
+def test_accumulation_follows_the_aggregation_shader():
+  # Samples: [valid + valid + empty, low + low (tie-free), eroded only, valid + low, empty,
+  # low + low with equal depths].
+  c = lambda r: [r, 0.0, 1.0 - r]
+  frags = _fragments(
+      weights=[[0.5, 1e-16, 1e-10, 0.3, 0.0, 1e-16],
+               [0.25, 1e-16, 0.0, 1e-16, 0.0, 1e-16],
+               [0.0, 0.0, 0.0, 0.0, 0.0, 0.0]],
+      depths=[[2.0, 2.0, 1.5, 2.0, 200.0, 3.0],
+              [4.0, 3.0, 200.0, 5.0, 200.0, 3.0],
+              [200.0] * 6],
+      colors=[[c(0.2), c(0.3), c(0.4), c(0.5), c(0.0), c(0.6)],
+              [c(0.8), c(0.9), c(0.0), c(0.1), c(0.0), c(0.7)],
+              [c(0.0)] * 6])
+  out = _accumulate_all(frags, [0, 1, 2])
+  color, depth = np.asarray(out.color), np.asarray(out.depth)
+  np.testing.assert_allclose(color[0], (0.5 * np.array(c(0.2)) + 0.25 * np.array(c(0.8))) / 0.75,
+                             rtol=1e-6)
+  assert depth[0] == pytest.approx(1.0 / ((1 / 2 + 1 / 4) / 2))  # mean disparity
+  np.testing.assert_allclose(color[1], c(0.9))  # only sheets: the farthest one
+  assert depth[1] == pytest.approx(3.0)
+  assert depth[2] == pytest.approx(1.5)  # eroded texels count for depth...
+  np.testing.assert_allclose(color[3], c(0.5), atol=1e-6)
+  assert depth[3] == pytest.approx(2.0)  # ...sheets do not where a valid fragment exists
+  np.testing.assert_array_equal(color[4], 0.0)
+  assert depth[4] == pytest.approx(render.RENDER_NEAR)
+  np.testing.assert_allclose(color[5], c(0.6))  # equal depths: the earlier view stays
+  np.testing.assert_array_equal(out.mask_depth, [True, False, True, True, False, False])
+  np.testing.assert_array_equal(out.mask_color, [True, False, False, True, False, False])
+  # Order independent (up to float summation order), except for the equal-depth tie.
+  permuted = _accumulate_all(frags, [2, 1, 0])
+  np.testing.assert_allclose(np.asarray(permuted.color)[:5], color[:5], rtol=1e-6)
+  np.testing.assert_allclose(np.asarray(permuted.depth), depth, rtol=1e-6)

@@ -86,11 +86,11 @@ def test_scene_files_cannot_run_code(tmp_path):
 def test_bad_scenes_are_named(tmp_path):
   bad_depth = _scene()._replace(depth=np.zeros((3, 8, 8), np.float32))
   path = tmp_path / 'zero_depth.npz'
-  np.savez(path, rgb=bad_depth.rgb, depth=bad_depth.depth, modelview=bad_depth.modelview)
+  np.savez(path, color=bad_depth.rgb, depth=bad_depth.depth, modelview=bad_depth.modelview)
   with pytest.raises(ValueError, match='zero_depth.npz: depth has 192 non-finite or non-positive'):
     scenes_lib.read_scene(path)
   np.savez(tmp_path / 'other.npz', images=np.zeros(3))
-  with pytest.raises(ValueError, match=r"other.npz: neither .* it holds \['images'\]"):
+  with pytest.raises(ValueError, match=r"other.npz: not a scene file .*it holds \['images'\]"):
     scenes_lib.read_scene(tmp_path / 'other.npz')
   with pytest.raises(ValueError, match=r'modelview must be \[3, 4, 4\]'):
     scenes_lib.write_scene(tmp_path / 'x.npz', _scene()._replace(modelview=np.eye(4)))

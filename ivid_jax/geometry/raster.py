@@ -264,7 +264,7 @@ def _pack_key(disparity, face_local, q_hi, scale, levels, id_bits):
 
 def rasterize(clip: Array, faces: Array, *, height: int, width: int, near: float,
               far: float, cull_back: Array | None = None, window: int = 4,
-              chunk: int | None = None) -> Fragments:
+              chunk: int | None = None, resolve: bool = True) -> Fragments:
   """Rasterises a batch of triangle meshes with a z-buffer.
 
   Args:
@@ -278,6 +278,9 @@ def rasterize(clip: Array, faces: Array, *, height: int, width: int, near: float
     window: side of the fixed candidate window for small faces (static).
     chunk: work items per iteration of the large-face loop (static); default
       scales with the output size.
+    resolve: also compute barycentrics, depth and facing (static). False
+      returns only `face` (the others None), for callers that resolve the
+      fragments of their own meshes more cheaply (`resolve_fragments`).
 
   Returns:
     Fragments of shape [B, height, width].
@@ -368,6 +371,8 @@ def rasterize(clip: Array, faces: Array, *, height: int, width: int, near: float
   zbuf = zbuf.reshape(bsz, height, width)
   covered = zbuf != _EMPTY
   face_local = jnp.where(covered, (zbuf & jnp.uint32(2 ** id_bits - 1)).astype(jnp.int32), 0)
+  if not resolve:
+    return Fragments(face=jnp.where(covered, face_local, -1), bary=None, depth=None, front=None)
   gface = face_local + (jnp.arange(bsz, dtype=jnp.int32) * num_faces)[:, None, None]
   take = lambda v: v[gface]
   py = jnp.arange(height, dtype=jnp.float32)[None, :, None] + 0.5
@@ -380,6 +385,66 @@ def rasterize(clip: Array, faces: Array, *, height: int, width: int, near: float
       depth=jnp.where(covered, depth, far),
       front=covered & (take(setup.s) < 0),
   )
+
+
+def resolve_fragments(clip: Array, faces: Array, face: Array, *, far: float,
+                      vertex_ids: list[Array] | None = None) -> Fragments:
+  """Barycentrics, depth and facing of known visible faces from the clip-space vertices.
+
+  The homogeneous (Olano-Greer) form of the rasteriser's resolve, gathering
+  each corner's clip (x, y, w) (9 gathers per sample) instead of the face's
+  setup (22): lambda_k ~ (h_i x h_j) . (p_x, p_y, 1) in window coordinates,
+  depth = sum lambda_k w_k, front where h_0 . (h_1 x h_2) < 0 (the sign of
+  sum_k lambda-numerators, as w(p) > 0).
+
+  Args:
+    clip: float32 [B, V, 4]. faces: int32 [B, T, 3].
+    face: int32 [B, H, W] visible face per sample, -1 where empty.
+    far: depth read where empty.
+    vertex_ids: optional [3] x int32 [B, H, W] flat (batch-offset) vertex ids
+      of the corners, if the caller already gathered them.
+
+  Returns:
+    Fragments [B, H, W].
+  """
+  num_verts = clip.shape[1]
+  height, width = face.shape[1], face.shape[2]
+  if vertex_ids is None:
+    vertex_ids = face_vertex_ids(faces, face, num_verts)
+  hx = ((clip[..., 0] + clip[..., 3]) * (0.5 * width)).reshape(-1)
+  hy = ((clip[..., 3] - clip[..., 1]) * (0.5 * height)).reshape(-1)
+  hw = clip[..., 3].reshape(-1)
+  py = jnp.arange(height, dtype=jnp.float32)[None, :, None] + 0.5
+  px = jnp.arange(width, dtype=jnp.float32)[None, None, :] + 0.5
+  # Window coordinates translated to the sample (h' = (h_x - p_x h_w, h_y - p_y h_w, h_w)):
+  # the edge function of corner k is then the 2-D cross product of the other two corners'
+  # offsets, which keeps float32 well conditioned (the untranslated form cancels terms
+  # ~S^2 w^2 down to ~area w^2).
+  h = []
+  for v in vertex_ids:
+    w = hw[v]
+    h.append((hx[v] - px * w, hy[v] - py * w, w))
+  e = []
+  for k in range(3):
+    (xi, yi, _), (xj, yj, _) = h[(k + 1) % 3], h[(k + 2) % 3]
+    e.append(xi * yj - yi * xj)
+  den = e[0] + e[1] + e[2]  # det(h_0, h_1, h_2) / w(p): the face's orientation
+  inv = 1.0 / jnp.where(den != 0, den, 1.0)
+  lam = [e[k] * inv for k in range(3)]
+  (_, _, w0), (_, _, w1), (_, _, w2) = h
+  covered = face >= 0
+  depth = lam[0] * w0 + lam[1] * w1 + lam[2] * w2
+  return Fragments(face=face, bary=jnp.where(covered[..., None], jnp.stack(lam, -1), 0.0),
+                   depth=jnp.where(covered, depth, far), front=covered & (den < 0))
+
+
+def face_vertex_ids(faces: Array, face: Array, num_verts: int) -> list[Array]:
+  """The flat (batch-offset) vertex ids [B, H, W] of the three corners of each sample's face."""
+  bsz, num_faces = faces.shape[0], faces.shape[1]
+  gface = jnp.maximum(face, 0) + (jnp.arange(bsz, dtype=jnp.int32) * num_faces)[:, None, None]
+  flat = (faces.astype(jnp.int32)
+          + (jnp.arange(bsz, dtype=jnp.int32) * num_verts)[:, None, None]).reshape(-1, 3)
+  return [flat[:, k][gface] for k in range(3)]
 
 
 def interpolate(attrs: Array, faces: Array, frags: Fragments) -> Array:

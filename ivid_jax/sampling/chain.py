@@ -1,0 +1,236 @@
+"""The sequential view sampler: one `lax.scan` over the views of a batch of scenes (reference 6.3).
+
+View 0 comes from the unconditional network (classifier-free guidance on the
+class label; DDPM when all T steps are asked for, DDIM otherwise), or is given
+(image-to-3D). Every further view j comes from the conditional network: the
+earlier views are aggregated into camera j (`aggregate.aggregate_condition`),
+the condition enters the network as extra input channels, and DDIM (eta 0)
+edits x_0 at every step (replace RGB 0.1, replace depth 0.2, constrain depth
+0.5 behind `depth_convex`). The sample becomes rgbd = x / 2 + 1 / 2, not
+clipped, and joins the stack of views.
+
+The views after the first are one `lax.scan` whose carry is a fixed-size
+stack of views [B, V, N, N, 4] and their validity [V]: one trace and one
+compilation serve every view of every batch. Randomness is explicit: scene b
+has its own key, view j draws from `fold_in(key_b, j)` (so a view does not
+depend on the batch or on how many views came before), and everything a
+scene draws is computed per scene (`vmap`), so a seed gives the same scene in
+any batch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import threading
+from typing import Any, Callable, Iterator, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax import Array
+from jax import lax
+
+from ivid_jax.diffusion import samplers
+from ivid_jax.diffusion.schedules import Schedule
+from ivid_jax.geometry import depth as depth_lib
+from ivid_jax.geometry import warp
+from ivid_jax.sampling import aggregate
+
+
+class Network(NamedTuple):
+  """A denoiser as the chain uses it.
+
+  Attributes:
+    eps_fn: `eps_fn(aux, key, x_t, t) -> eps` (static: build it once, e.g. with
+      `guidance.make_eps_fn`); aux holds 'params', 'classes' and, for the
+      conditional network, 'y', 'mask', 'mask_rgb' and the view index 'view'.
+    params: the network's parameters (any pytree; passed as aux['params']).
+    schedule: its noise schedule.
+  """
+  eps_fn: Callable[[Any, Array, Array, Array], Array]
+  params: Any
+  schedule: Schedule
+
+
+class Settings(NamedTuple):
+  """Everything static about a chain (hashable; defaults are the authors')."""
+  steps_uncond: int = 1000  # >= the schedule's T: DDPM over all steps; fewer: DDIM
+  steps_cond: int = 50
+  eta: float = 0.0
+  replace_rgb: float = 0.1
+  replace_depth: float = 0.2
+  constrain_depth: float = 0.5
+  fov: float = 45.0
+  near: float = depth_lib.SAMPLE_NEAR
+  far: float = depth_lib.SAMPLE_FAR
+  atol: float = 0.03
+  rtol: float = 0.03
+  erode_rgb: int = 3
+  ssaa: int = 3
+  group: int | None = None  # scenes aggregated together; None: 1 on CPU, all elsewhere
+
+
+class Chain(NamedTuple):
+  """A batch of generated scenes.
+
+  Attributes:
+    views: float32 [B, V, N, N, 4]: RGB and z-buffer depth (near/far of the
+      settings) in [0, 1] up to the model's overshoot (never clipped).
+    conditions: aggregate.Condition with leading [B, V - 1]: the condition of
+      views 1 .. V - 1.
+  """
+  views: Array
+  conditions: aggregate.Condition
+
+
+def _view_noise(key: Array, shape: tuple[int, ...]) -> tuple[Array, Array]:
+  """(x_T, sampler key) of one view from its key."""
+  k_noise, k_sampler = jax.random.split(key)
+  return jax.random.normal(k_noise, shape, jnp.float32), k_sampler
+
+
+def _first_view(net: Network, key: Array, classes: Array | None, shape: tuple[int, ...],
+                steps: int) -> Array:
+  """View 0 of one scene: x_0 [1, N, N, 4] in [-1, 1]."""
+  x_T, k = _view_noise(jax.random.fold_in(key, 0), shape)  # pylint: disable=invalid-name
+  aux = {'params': net.params, 'classes': classes}
+  if steps >= net.schedule.num_steps:
+    return samplers.ddpm_sample(net.eps_fn, aux, k, x_T, net.schedule)
+  return samplers.ddim_sample(net.eps_fn, aux, k, x_T, net.schedule, steps=steps)
+
+
+def _next_view(net: Network, key: Array, classes: Array | None, cond: aggregate.Condition,
+               view: Array, s: Settings) -> Array:
+  """View `view` of one scene given its condition: x_0 [1, N, N, 4] in [-1, 1]."""
+  inputs = jax.tree.map(lambda a: a[None], cond.model_inputs())
+  x_T, k = _view_noise(jax.random.fold_in(key, view), inputs['y'].shape)  # pylint: disable=invalid-name
+  aux = {'params': net.params, 'classes': classes, 'y': inputs['y'], 'mask': inputs['mask'],
+         'mask_rgb': inputs['mask_rgb'], 'view': view}
+  edit = samplers.InpaintEdit(inputs['y'], inputs['mask'], inputs['mask_rgb'],
+                              inputs['depth_convex'], s.replace_rgb, s.replace_depth,
+                              s.constrain_depth)
+  return samplers.ddim_sample(net.eps_fn, aux, k, x_T, net.schedule, steps=s.steps_cond,
+                              eta=s.eta, edit_fn=samplers.inpaint_edit, edit_aux=edit)
+
+
+def _condition(views: Array, modelviews: Array, valid: Array, target: Array,
+               s: Settings) -> aggregate.Condition:
+  return aggregate.aggregate_condition(views, modelviews, valid, target, fov=s.fov, near=s.near,
+                                       far=s.far, atol=s.atol, rtol=s.rtol,
+                                       erode_rgb=s.erode_rgb, ssaa=s.ssaa)
+
+
+# The handlers of the enclosing `progress_to` blocks (innermost last). Host callbacks run
+# on the runtime's threads, where context variables of the caller are not set.
+_HANDLERS: list[Callable[[int], None]] = []
+_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def progress_to(handler: Callable[[int], None]) -> Iterator[None]:
+  """Chains compiled with progress=True report each finished view index to `handler` here.
+
+  The compiled chain calls one fixed host function (so a new progress bar does
+  not recompile it), which forwards to the handler of the enclosing block.
+  Block on the chain's result inside the block.
+  """
+  with _LOCK:
+    _HANDLERS.append(handler)
+  try:
+    yield
+  finally:
+    with _LOCK:
+      _HANDLERS.remove(handler)
+
+
+def _report(view) -> None:
+  with _LOCK:
+    handler = _HANDLERS[-1] if _HANDLERS else None
+  if handler is not None:
+    handler(int(view))
+
+
+def run_chain(uncond: Network | None, cond: Network | None, keys: Array, classes: Array | None,
+              modelviews: Array, first_view: Array | None, *, image_size: int,
+              settings: Settings = Settings(), progress: bool = False) -> Chain:
+  """Generates a batch of scenes (traceable; `chain` is the jitted form).
+
+  Args:
+    uncond: the unconditional network, or None when `first_view` is given.
+    cond: the conditional network, or None for a single view.
+    keys: PRNG keys [B], one per scene.
+    classes: int32 [B] class labels, or None (a model without classes).
+    modelviews: float32 [B, V, 4, 4] cameras in generation order.
+    first_view: None, or float32 [B, N, N, 4] view 0 in [0, 1] (image-to-3D).
+    image_size: N.
+    settings: Settings.
+    progress: report each finished view to the `progress_to` handler.
+
+  Returns:
+    Chain.
+  """
+  s = settings
+  bsz, num_views = modelviews.shape[:2]
+  shape = (1, image_size, image_size, 4)
+  per_scene_classes = (lambda c: None) if classes is None else (lambda c: c[None])
+  cls = jnp.zeros((bsz,), jnp.int32) if classes is None else classes
+
+  def tick(i, x):
+    if progress:
+      # The sample is an argument so that the callback runs after it exists.
+      jax.debug.callback(lambda i, _: _report(i), i, jnp.sum(x))
+
+  if first_view is None:
+    if uncond is None:
+      raise ValueError('the chain needs the unconditional network or a given first view')
+    x0 = jax.vmap(lambda k, c: _first_view(uncond, k, per_scene_classes(c), shape,
+                                           s.steps_uncond)[0])(keys, cls)
+    rgbd0 = x0 / 2.0 + 0.5
+  else:
+    rgbd0 = jnp.asarray(first_view, jnp.float32)
+  tick(jnp.int32(0), rgbd0)
+  views = jnp.zeros((bsz, num_views) + shape[1:], jnp.float32).at[:, 0].set(rgbd0)
+  valid = jnp.zeros((num_views,), bool).at[0].set(True)
+  if num_views == 1:
+    empty = jnp.zeros((bsz, 0, image_size, image_size, 1), jnp.float32)
+    return Chain(views, aggregate.Condition(empty.repeat(3, -1), empty, empty, empty, empty))
+  if cond is None:
+    raise ValueError(f'{num_views} views need the conditional network')
+
+  def aggregate_batch(views, mvs, targets, valid):
+    fn = jax.vmap(lambda v, m, t: _condition(v, m, valid, t, s))
+    return warp.map_in_groups(fn, (views, mvs, targets), s.group)
+
+  def step(carry, j):
+    views, valid = carry
+    targets = lax.dynamic_index_in_dim(modelviews, j, axis=1, keepdims=False)
+    conds = aggregate_batch(views, modelviews, targets, valid)
+    x = jax.vmap(lambda k, c, cd: _next_view(cond, k, per_scene_classes(c), cd, j, s)[0])(
+        keys, cls, conds)
+    rgbd = x / 2.0 + 0.5
+    tick(j, rgbd)
+    views = lax.dynamic_update_index_in_dim(views, rgbd, j, axis=1)
+    return (views, valid.at[j].set(True)), conds
+
+  (views, _), conds = lax.scan(step, (views, valid), jnp.arange(1, num_views, dtype=jnp.int32))
+  return Chain(views, jax.tree.map(lambda a: jnp.swapaxes(a, 0, 1), conds))
+
+
+@functools.partial(jax.jit, static_argnames=('uncond_fn', 'cond_fn', 'image_size', 'settings',
+                                             'progress'))
+def _chain_jit(uncond_fn, uncond_params, uncond_schedule, cond_fn, cond_params, cond_schedule,
+               keys, classes, modelviews, first_view, *, image_size, settings, progress):
+  uncond = None if uncond_fn is None else Network(uncond_fn, uncond_params, uncond_schedule)
+  cond = None if cond_fn is None else Network(cond_fn, cond_params, cond_schedule)
+  return run_chain(uncond, cond, keys, classes, modelviews, first_view, image_size=image_size,
+                   settings=settings, progress=progress)
+
+
+def chain(uncond: Network | None, cond: Network | None, keys: Array, classes: Array | None,
+          modelviews: Array, first_view: Array | None = None, *, image_size: int,
+          settings: Settings = Settings(), progress: bool = False) -> Chain:
+  """`run_chain` compiled once per (networks' eps_fns, shapes, settings, progress)."""
+  un = (None, None, None) if uncond is None else tuple(uncond)
+  co = (None, None, None) if cond is None else tuple(cond)
+  return _chain_jit(*un, *co, keys, classes, modelviews, first_view, image_size=image_size,
+                    settings=settings, progress=progress)

@@ -1,0 +1,385 @@
+"""Scene files and the authors' output layout (reference 6.6).
+
+Under an output folder:
+  scenes/scene_<suffix>.npz   every view of a scene: colour, depth, camera, class, seed
+  grids/rgb_<suffix>.png      the views (3 x 9 in the authors' order for '3x9')
+  grids/depth_<suffix>.png    their depth, colourised with inferno (near is bright)
+  conds/rgb_cond_<suffix>.png, conds/depth_cond_<suffix>.png   the aggregated conditions
+  results/rgb_<suffix>.png    single images for the metrics ('uncond': view 0, 'random':
+                              the novel view; the fusion renderer adds its own)
+  videos/                     written by `ivid-jax render`
+with <suffix> = class<c:03d>_seed<s:05d> (seed<s:05d> without classes).
+
+A scene file is a plain, pickle-free .npz: color uint8 [V, N, N, 3] (8-bit,
+as the authors store PNGs), depth float32 [V, N, N] linear depth lifted with
+the sampler's near/far (what their file stores), modelview float32 [V, 4, 4],
+yaw, pitch [V], fov, near, far, seed, class (-1: none), viewset, display
+(the grid order). `read_scene` also reads the authors' own scene files (a
+pickled list of dicts with PNG bytes and PyGLM matrices) without PyGLM and
+without unpickling anything but their numpy arrays, dicts and matrices.
+Every file is written to a temporary name and renamed, so an interrupted run
+leaves no partial file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import os
+import pickle
+import tempfile
+import zipfile
+from typing import Iterable, NamedTuple, Sequence
+
+import numpy as np
+from PIL import Image
+
+from ivid_jax.geometry import depth as depth_lib
+
+SUBFOLDERS = ('scenes', 'grids', 'conds', 'results', 'videos')
+GRID_PADDING = 2  # torchvision.utils.save_image's default, which the authors' grids use
+
+# Inferno as a degree-6 polynomial per channel (Matt Zucker's fit, CC0): within a few
+# 1/255 of matplotlib's table, which is what the authors' OpenCV INFERNO map reproduces.
+_INFERNO = np.array([
+    [0.0002189403691192265, 0.001651004631001012, -0.01948089843709184],
+    [0.1065134194856116, 0.5639564367884091, 3.932712388889277],
+    [11.60249308247187, -3.972853965665698, -15.9423941062914],
+    [-41.70399613139459, 17.43639888205313, 44.35414519872813],
+    [77.162935699427, -33.40235894210092, -81.80730925738993],
+    [-71.31942824499214, 32.62606426397723, 73.20951985803202],
+    [25.13112622477341, -12.24266895238567, -23.07032500287172]], np.float64)
+
+
+def inferno(t: np.ndarray) -> np.ndarray:
+  """Inferno colours of t in [0, 1] (clipped): float32 [..., 3] in [0, 1]."""
+  t = np.clip(np.asarray(t, np.float64), 0.0, 1.0)[..., None]
+  out = np.zeros(t.shape[:-1] + (3,), np.float64)
+  for c in _INFERNO[::-1]:
+    out = out * t + c
+  return np.clip(out, 0.0, 1.0).astype(np.float32)
+
+
+def colorize_depth(z: np.ndarray) -> np.ndarray:
+  """z-buffer depth [...] in [0, 1] (no channel axis) -> inferno RGB [..., 3], near bright."""
+  return inferno(1.0 - np.asarray(z, np.float32))
+
+
+def to_uint8(x: np.ndarray) -> np.ndarray:
+  """[0, 1] floats -> uint8 by clipping and truncation (`(clip(x) * 255).astype(uint8)`)."""
+  return (np.clip(np.asarray(x, np.float32), 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def suffix(seed: int, label: int | None) -> str:
+  """The authors' file suffix: class<c:03d>_seed<s:05d>, or seed<s:05d> without classes."""
+  parts = [] if label is None or label < 0 else [f'class{int(label):03d}']
+  return '_'.join(parts + [f'seed{int(seed):05d}'])
+
+
+def make_dirs(out: str) -> dict[str, str]:
+  """Creates the output layout; returns {subfolder: path}."""
+  paths = {name: os.path.join(out, name) for name in SUBFOLDERS}
+  for path in paths.values():
+    os.makedirs(path, exist_ok=True)
+  return paths
+
+
+def _atomic(path: str, write) -> str:
+  folder = os.path.dirname(os.path.abspath(path))
+  os.makedirs(folder, exist_ok=True)
+  base = os.path.basename(path)
+  fd, tmp = tempfile.mkstemp(prefix=f'.{base}.', suffix='.partial', dir=folder)
+  try:
+    with os.fdopen(fd, 'wb') as f:
+      write(f)
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files: give the usual mode
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+    raise
+  return path
+
+
+def _umask() -> int:
+  mask = os.umask(0)
+  os.umask(mask)
+  return mask
+
+
+def write_png(path: str, image: np.ndarray) -> str:
+  """float [H, W, 3] in [0, 1] (clipped) or uint8 -> PNG, atomically."""
+  image = np.asarray(image)
+  if image.dtype != np.uint8:
+    image = to_uint8(image)
+  return _atomic(path, lambda f: Image.fromarray(image).save(f, format='PNG'))
+
+
+def grid(images: np.ndarray, rows: Sequence[Sequence[int]], fill: float = 0.0) -> np.ndarray:
+  """Tiles images [K, H, W, 3] as rows of indices (-1: a blank tile of `fill`), 2 px apart."""
+  images = np.asarray(images, np.float32)
+  h, w = images.shape[1:3]
+  p = GRID_PADDING
+  num_rows, num_cols = len(rows), max(len(r) for r in rows)
+  out = np.zeros((p + num_rows * (h + p), p + num_cols * (w + p), 3), np.float32)
+  for i, row in enumerate(rows):
+    for j, k in enumerate(row):
+      tile = np.full((h, w, 3), fill, np.float32) if k < 0 else images[k]
+      out[p + i * (h + p):p + i * (h + p) + h, p + j * (w + p):p + j * (w + p) + w] = tile
+  return out
+
+
+@dataclasses.dataclass
+class Scene:
+  """One generated scene.
+
+  Attributes:
+    views: float32 [V, N, N, 4]: colour in [0, 1] and z-buffer depth (near/far).
+    modelviews: float32 [V, 4, 4].
+    yaw, pitch: float32 [V] radians (NaN when unknown, e.g. the authors' files).
+    fov, near, far: the cameras' fov (degrees) and the depth encoding.
+    seed: int (-1 unknown); label: class (-1 none); viewset: name; display: grid rows.
+  """
+  views: np.ndarray
+  modelviews: np.ndarray
+  yaw: np.ndarray
+  pitch: np.ndarray
+  fov: float = 45.0
+  near: float = depth_lib.SAMPLE_NEAR
+  far: float = depth_lib.SAMPLE_FAR
+  seed: int = -1
+  label: int = -1
+  viewset: str = 'custom'
+  display: tuple[tuple[int, ...], ...] = ()
+
+  @property
+  def num_views(self) -> int:
+    return self.views.shape[0]
+
+  def linear_depth(self) -> np.ndarray:
+    """float32 [V, N, N] linear depth D."""
+    return np.asarray(depth_lib.linearize_depth(self.views[..., 3], self.near, self.far))
+
+
+def write_scene(path: str, scene: Scene) -> str:
+  """Writes a scene file (module docstring), atomically."""
+  display = scene.display or (tuple(range(scene.num_views)),)
+  width = max(len(r) for r in display)
+  table = np.full((len(display), width), -1, np.int32)
+  for i, row in enumerate(display):
+    table[i, :len(row)] = row
+  arrays = dict(
+      color=to_uint8(scene.views[..., :3]),
+      depth=scene.linear_depth().astype(np.float32),
+      modelview=np.asarray(scene.modelviews, np.float32),
+      yaw=np.asarray(scene.yaw, np.float32), pitch=np.asarray(scene.pitch, np.float32),
+      fov=np.float32(scene.fov), near=np.float32(scene.near), far=np.float32(scene.far),
+      seed=np.int64(scene.seed), label=np.int64(scene.label), viewset=np.str_(scene.viewset),
+      display=table)
+  return _atomic(path, lambda f: np.savez_compressed(f, **arrays))
+
+
+class SceneArrays(NamedTuple):
+  """A scene file's arrays as stored: what both the sampler and the 3D metrics read.
+
+  Attributes:
+    color: uint8 [V, N, N, 3].
+    depth: float32 [V, N, N] linear depth D along the optical axis.
+    modelview: float32 [V, 4, 4] world-to-camera (OpenGL axes).
+    fov: degrees.
+    meta: the other stored fields (near, far, yaw, pitch, seed, label, viewset, display).
+  """
+  color: np.ndarray
+  depth: np.ndarray
+  modelview: np.ndarray
+  fov: float
+  meta: dict
+
+
+def read_arrays(path: str | os.PathLike) -> SceneArrays:
+  """The arrays of one of our scene files or one of the authors', unconverted.
+
+  Raises:
+    FileNotFoundError, or ValueError naming the file and what is wrong with it.
+  """
+  path = os.fspath(path)
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f'{path}: no such scene file')
+  try:
+    with np.load(path, allow_pickle=False) as f:
+      keys = set(f.keys())
+      if keys == {'data'}:
+        raise _AuthorsFormat()
+      missing = {'color', 'depth', 'modelview'} - keys
+      if missing:
+        raise ValueError(f'{path}: not a scene file (missing {sorted(missing)}; it holds '
+                         f'{sorted(keys)})')
+      data = {k: f[k] for k in keys}
+  except _AuthorsFormat:
+    return _read_authors_arrays(path)
+  except (OSError, zipfile.BadZipFile, EOFError) as e:
+    raise ValueError(f'{path}: not a readable scene file ({type(e).__name__}: {e})') from None
+  color, depth, mv = data.pop('color'), data.pop('depth'), data.pop('modelview')
+  if depth.ndim == 4 and depth.shape[-1] == 1:
+    depth = depth[..., 0]
+  v = color.shape[0]
+  if (color.dtype != np.uint8 or color.ndim != 4 or depth.shape != color.shape[:3]
+      or mv.shape != (v, 4, 4)):
+    raise ValueError(f'{path}: inconsistent scene arrays: color {color.dtype} {color.shape}, '
+                     f'depth {depth.shape}, modelview {mv.shape} (uint8 [V, N, N, 3], '
+                     '[V, N, N], [V, 4, 4] expected)')
+  fov = float(data.pop('fov', 45.0))
+  return SceneArrays(color, depth.astype(np.float32), mv.astype(np.float32), fov, data)
+
+
+def read_scene(path: str, near: float = depth_lib.SAMPLE_NEAR,
+               far: float = depth_lib.SAMPLE_FAR) -> Scene:
+  """Reads one of our scene files or one of the authors' as a `Scene` (z-buffer views).
+
+  Raises:
+    FileNotFoundError, or ValueError naming the file and what is wrong with it.
+  """
+  arrays = read_arrays(path)
+  data = arrays.meta
+  v = arrays.color.shape[0]
+  near = float(data.get('near', near))
+  far = float(data.get('far', far))
+  z = np.asarray(depth_lib.project_depth(arrays.depth, near, far))
+  views = np.concatenate([arrays.color.astype(np.float32) / 255.0, z[..., None]], -1)
+  display = tuple(tuple(int(k) for k in row if k >= 0) for row in data.get(
+      'display', np.arange(v)[None]))
+  nan = np.full(v, np.nan, np.float32)
+  return Scene(views=views, modelviews=arrays.modelview, yaw=data.get('yaw', nan),
+               pitch=data.get('pitch', nan), fov=arrays.fov, near=near, far=far,
+               seed=int(data.get('seed', -1)), label=int(data.get('label', -1)),
+               viewset=str(data.get('viewset', 'custom')), display=display)
+
+
+class _AuthorsFormat(Exception):
+  pass
+
+
+class _GlmMatrix:
+  """Stands in for PyGLM's mat4x4 while unpickling: its state is the four columns."""
+
+  def __setstate__(self, state):
+    self.matrix = np.asarray(state, np.float64).T  # columns -> row-major matrix
+
+
+class _AuthorsUnpickler(pickle.Unpickler):
+  """Unpickles the authors' scene list: numpy arrays, dicts and PyGLM matrices only."""
+
+  _ALLOWED = {('numpy.core.multiarray', '_reconstruct'), ('numpy._core.multiarray', '_reconstruct'),
+              ('numpy', 'ndarray'), ('numpy', 'dtype'), ('numpy.core.multiarray', 'scalar'),
+              ('numpy._core.multiarray', 'scalar')}
+
+  def find_class(self, module, name):
+    if module == 'glm' and name in ('mat4x4', 'mat4'):
+      return _GlmMatrix
+    if (module, name) in self._ALLOWED:
+      return super().find_class(module, name)
+    raise pickle.UnpicklingError(f'refusing to unpickle {module}.{name}')
+
+
+def _read_authors_arrays(path: str) -> SceneArrays:
+  try:
+    with zipfile.ZipFile(path) as z, z.open('data.npy') as f:
+      version = np.lib.format.read_magic(f)
+      read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0) else
+                     np.lib.format.read_array_header_2_0)
+      _, _, dtype = read_header(f)
+      if dtype != object:
+        raise ValueError('data is not an object array')
+      entries = list(_AuthorsUnpickler(f).load())
+    if not entries:
+      raise ValueError('it holds no views')
+    colors, depths, mvs = [], [], []
+    for entry in entries:
+      color = np.asarray(Image.open(io.BytesIO(entry['color'])).convert('RGB'))
+      n = color.shape[0]
+      packed = np.asarray(Image.open(io.BytesIO(entry['depth'])), np.uint8)
+      depths.append(np.frombuffer(packed.tobytes(), np.float32).reshape(n, n))
+      colors.append(color)
+      mv = entry['modelview']
+      mvs.append(mv.matrix if isinstance(mv, _GlmMatrix) else np.asarray(mv, np.float64))
+    fovs = sorted({float(e.get('fov', 45.0)) for e in entries})
+    if len(fovs) != 1:
+      raise ValueError(f'views have different fields of view {fovs}')
+  except (OSError, KeyError, TypeError, ValueError, pickle.UnpicklingError,
+          zipfile.BadZipFile) as e:
+    raise ValueError(f"{path}: not a readable scene file of the authors' format "
+                     f'({type(e).__name__}: {e})') from None
+  return SceneArrays(np.stack(colors), np.stack(depths), np.stack(mvs).astype(np.float32),
+                     fovs[0], {'display': np.arange(len(entries))[None]})
+
+
+def list_scenes(scene_dir: str | os.PathLike) -> list[str]:
+  """Sorted .npz scene files of an output folder (its scenes/ subfolder) or of a scenes folder.
+
+  Raises:
+    FileNotFoundError for a missing folder, ValueError for one without scene files.
+  """
+  scene_dir = os.fspath(scene_dir)
+  if not os.path.isdir(scene_dir):
+    raise FileNotFoundError(f'{scene_dir}: no such folder (scenes)')
+  folder = os.path.join(scene_dir, 'scenes')
+  if not os.path.isdir(folder):
+    folder = scene_dir
+  files = sorted(os.path.join(folder, f) for f in os.listdir(folder)
+                 if f.endswith('.npz') and not f.startswith('.'))
+  if not files:
+    raise ValueError(f'{folder}: no .npz scene files')
+  return files
+
+
+def write_outputs(paths: dict[str, str], scene: Scene, conditions=None) -> list[str]:
+  """Everything the authors' sampler writes for one scene (reference 6.6), plus the scene file.
+
+  Args:
+    paths: from `make_dirs`.
+    scene: the scene.
+    conditions: optional aggregate.Condition of numpy [V - 1, N, N, C].
+
+  Returns:
+    The files written.
+  """
+  sfx = suffix(scene.seed, scene.label)
+  rgb = scene.views[..., :3]
+  out = [write_scene(os.path.join(paths['scenes'], f'scene_{sfx}.npz'), scene)]
+  if scene.viewset == 'uncond' or scene.num_views == 1:
+    out.append(write_png(os.path.join(paths['results'], f'rgb_{sfx}.png'), rgb[0]))
+    return out
+  if scene.viewset == 'random':
+    out.append(write_png(os.path.join(paths['grids'], f'rgb_{sfx}.png'), grid(rgb, [[0, 1]])))
+    out.append(write_png(os.path.join(paths['conds'], f'rgb_{sfx}.png'), rgb[0]))
+    out.append(write_png(os.path.join(paths['results'], f'rgb_{sfx}.png'), rgb[1]))
+    return out
+  rows = scene.display or (tuple(range(scene.num_views)),)
+  out.append(write_png(os.path.join(paths['grids'], f'rgb_{sfx}.png'), grid(rgb, rows)))
+  out.append(write_png(os.path.join(paths['grids'], f'depth_{sfx}.png'),
+                       grid(colorize_depth(scene.views[..., 3]), rows)))
+  if conditions is not None:
+    # View 0 has no condition: a blank tile, as the authors insert.
+    shift = lambda a: np.concatenate([np.zeros_like(a[:1]), a])
+    cond_rgb = shift(np.asarray(conditions.color))
+    cond_z = shift(np.asarray(conditions.depth))[..., 0]
+    # Holes are z = 0 after masking; show them black rather than as the nearest depth.
+    cond_depth = colorize_depth(cond_z) * shift(np.asarray(conditions.mask))
+    blank = [[k if k > 0 else -1 for k in row] for row in rows]
+    out.append(write_png(os.path.join(paths['conds'], f'rgb_cond_{sfx}.png'),
+                         grid(cond_rgb, blank)))
+    out.append(write_png(os.path.join(paths['conds'], f'depth_cond_{sfx}.png'),
+                         grid(cond_depth, blank)))
+  return out
+
+
+def scenes_from_batch(batch, settings) -> Iterable[tuple[Scene, object]]:
+  """(Scene, its conditions) for each scene of a sampler.SceneBatch."""
+  import jax  # pylint: disable=g-import-not-at-top
+  for b in range(len(batch.seeds)):
+    label = -1 if batch.classes is None else int(batch.classes[b])
+    scene = Scene(views=batch.views[b], modelviews=batch.modelviews[b],
+                  yaw=batch.viewset.yaw[b], pitch=batch.viewset.pitch[b], fov=settings.fov,
+                  near=settings.near, far=settings.far, seed=int(batch.seeds[b]), label=label,
+                  viewset=batch.viewset.name, display=batch.viewset.display)
+    yield scene, jax.tree.map(lambda a: a[b], batch.conditions)

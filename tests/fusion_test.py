@@ -1,0 +1,74 @@
+"""Fusion free-view rendering: the authors' renderer on a 9-view chain, a view's own camera, preview."""
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from ivid_jax.geometry import depth as depth_lib
+from ivid_jax.rendering import fusion
+
+_EMPTY = fusion.FUSION_NEAR  # the depth the renderer reads where nothing was drawn
+# Four of the reference's 8 swing frames, spread over the path (yaw 0.6, -0.13, -0.54, 0.37;
+# frame 7 repeats frame 0): half the time of all eight.
+FRAMES = [0, 2, 4, 6]
+
+
+def _psnr(a, b, where):
+  mse = np.mean((np.asarray(a) - np.asarray(b))[where] ** 2)
+  return 10 * np.log10(1.0 / max(mse, 1e-12))
+
+
+@pytest.fixture(scope='module')
+def scene(aggregate_ref):
+  return (jnp.asarray(aggregate_ref['views']), jnp.asarray(aggregate_ref['modelviews']),
+          jnp.asarray(aggregate_ref['render_modelviews'][FRAMES]))
+
+
+@pytest.fixture(scope='module')
+def exact(scene):
+  views, mvs, targets = scene
+  return [np.asarray(a) for a in fusion.render_scene(views, mvs, targets)]
+
+
+def test_exact_frames_match_the_authors_renderer(exact, aggregate_ref):
+  color, depth = exact
+  for f, ref in enumerate(FRAMES):
+    ref_depth = aggregate_ref['render_depth'][ref][..., 0]
+    both = (ref_depth > _EMPTY) & (depth[f][..., 0] > _EMPTY)
+    # The issue asks for 28 dB; measured 54-60 dB (8-bit rounding of float weight sums).
+    assert _psnr(color[f], aggregate_ref['render_color'][ref], both) >= 45.0, f
+    np.testing.assert_array_equal(depth[f][..., 0] > _EMPTY, ref_depth > _EMPTY)
+    np.testing.assert_allclose(depth[f][..., 0][both], ref_depth[both], rtol=1e-4)
+
+
+def test_a_single_view_rendered_at_its_own_camera_is_that_view(scene):
+  views, mvs, _ = scene
+  # Same shapes as the parity test (valid switches views off): no new compilation.
+  targets = jnp.broadcast_to(mvs[4], (len(FRAMES), 4, 4))
+  color, depth = fusion.render_scene(views, mvs, targets, valid=jnp.arange(9) == 4)
+  inner = (slice(2, -2), slice(2, -2))  # the border pixels' filters reach the black outside
+  lin = np.asarray(depth_lib.linearize_depth(views[4, ..., 3], 0.6, 5.0))
+  np.testing.assert_allclose(np.asarray(depth[0])[..., 0][inner], lin[inner], rtol=1e-5)
+  # Every 5x5 block samples its own texel; the Lanczos filter then mixes neighbouring
+  # texels near edges: measured 34.5 dB against the view.
+  assert _psnr(color[0][inner], views[4, ..., :3][inner], np.s_[...]) >= 30.0
+
+
+def test_preview_approximates_the_exact_renderer(scene, exact):
+  views, mvs, targets = scene
+  color, depth = (np.asarray(a) for a in fusion.render_scene(views, mvs, targets, mode='preview'))
+  for f in range(len(FRAMES)):
+    covered = depth[f][..., 0] > _EMPTY
+    both = covered & (exact[1][f][..., 0] > _EMPTY)
+    # Measured 37.6-43.9 dB where both cover; the preview has no skirts or sheets, so it
+    # covers 63-96% of the pixels the exact renderer covers.
+    assert _psnr(color[f], exact[0][f], both) >= 33.0, f
+    assert both.sum() >= 0.6 * (exact[1][f][..., 0] > _EMPTY).sum(), f
+
+
+def test_bad_inputs_are_named(scene):
+  views, mvs, targets = scene
+  with pytest.raises(ValueError, match='mode'):
+    fusion.render_scene(views, mvs, targets, mode='fast')
+  with pytest.raises(ValueError, match='modelviews'):
+    fusion.render_scene(views, mvs[:3], targets)
