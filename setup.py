@@ -1,6 +1,12 @@
 """ivid-jax: 3D-aware image generation with 2D diffusion models (IVID) in JAX/Flax."""
 
+import re
+
 import setuptools
+
+# One constant, in the package (ivid_jax.REPOSITORY_URL); read without importing the package.
+_URL = re.search(r"REPOSITORY_URL = '([^']+)'",
+                 open('ivid_jax/__init__.py', encoding='utf-8').read()).group(1)
 
 # Each bound is the range CI runs (lower: the versions it installs; upper: the
 # next minor release, which may break APIs this fast-moving stack changes).
@@ -29,6 +35,7 @@ setuptools.setup(
     name='ivid-jax',
     version='0.1.0',
     description=__doc__,
+    url=_URL,
     long_description=open('README.md', encoding='utf-8').read(),
     long_description_content_type='text/markdown',
     python_requires='>=3.10',
@@ -40,9 +47,20 @@ setuptools.setup(
     package_data={'ivid_jax.bundled_data': ['*.npz', '*.md']},
     install_requires=INSTALL_REQUIRES,
     extras_require={
-        # pytest, and nbclient + a kernel to execute the Colab notebooks in tests.
+        # pytest, nbclient + a kernel to execute the Colab notebooks, OpenCV for the TSED/Telea
+        # tests.
         'test': ['pytest>=9.2,<10', 'nbclient>=0.11,<0.12', 'nbformat>=5.11,<6',
-                 'ipykernel>=7.4,<8'],
+                 'ipykernel>=7.4,<8', 'opencv-python-headless>=5.0,<5.1',
+                 # CI exercises clu's real TensorBoard writers (the trainer falls back to its own
+                 # writer without them; tests cover both).
+                 'tensorflow-cpu>=2.21,<2.22', 'tensorboard>=2.21,<2.22'],
+        # `ivid-jax eval-3d`'s TSED (SIFT matching) and the Telea inpainting baseline of the
+        # ground-truth scores: OpenCV's, the implementations those metrics are defined by.
+        # Optional: FID/KID/IS, reprojection and flatness are pure JAX/numpy.
+        'eval': ['opencv-python-headless>=5.0,<5.1'],
+        # clu's metric writers and periodic actions import TensorFlow; tensorflow-cpu 2.21 no
+        # longer pulls tensorboard in. Without this extra the trainer writes metrics.jsonl + PNGs.
+        'tensorboard': ['tensorflow-cpu>=2.21,<2.22', 'tensorboard>=2.21,<2.22'],
         # `ivid-jax estimate-depth --model=<hub id or folder>`: transformers' depth models
         # (MiDaS DPT-BEiT, Depth Anything) run with torch. Not installed by CI: tests use the
         # built-in tiny-random backend.

@@ -7,6 +7,8 @@ Run (the default config of `ivid-jax`):
 
 import ml_collections
 
+from ivid_jax.geometry import cameras
+
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   """Returns the demo config; `arg='runlocal'` shrinks it for a smoke run."""
@@ -24,11 +26,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.warp.padding = 128  # mesh padding in pixels (training: the image size)
   config.warp.atol = 0.02  # discontinuity tolerances (training: 0.02)
   config.warp.rtol = 0.02
-  config.camera = ml_collections.ConfigDict()  # random V1 (reference 2.2)
-  config.camera.yaw_std = 0.15  # radians
-  config.camera.pitch_std = 0.15  # radians
-  config.camera.radius_std = 0.1  # radius = 1 + N(0, 1) std
-  config.camera.target_std = 0.05  # look-at target jitter
+  # Random V1 (reference 2.2): yaw_std, pitch_std (radians), radius_std (radius = 1 + N(0, 1)
+  # std), target_std (look-at jitter); the training distribution unless overridden.
+  config.camera = ml_collections.ConfigDict(cameras.TRAINING_CAMERA_STD)
   if arg == 'runlocal':
     config.num_cameras = 2
     config.num_frames = 4

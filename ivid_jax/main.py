@@ -30,6 +30,17 @@ COMMANDS: dict[str, Command] = {
                               'format'),
     'convert-checkpoint': Command('ivid_jax.commands.convert_checkpoint',
                                   "the authors' released PyTorch weights -> an ivid-jax model file"),
+    'train': Command('ivid_jax.commands.train',
+                     'train either network (G_u or G_c) from a config, on any number of devices '
+                     'and hosts'),
+    'export': Command('ivid_jax.commands.export',
+                      "a training workdir's EMA network -> an ivid-jax model file"),
+    'sweep': Command('ivid_jax.commands.sweep',
+                     'one training run per point of a sweep file (print or run them)'),
+    'eval': Command('ivid_jax.commands.eval',
+                    "FID, KID and IS of generated images by the authors' protocol"),
+    'eval-3d': Command('ivid_jax.commands.eval_3d',
+                       '3D consistency of generated scenes: reprojection, TSED, flatness'),
 }
 
 _HELP = ('-h', '--help', '--helpshort')

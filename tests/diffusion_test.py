@@ -111,6 +111,106 @@ def test_samplers_recover_the_data_point_of_a_perfect_model():
   np.testing.assert_allclose(ddpm, x0_true, atol=1e-3)
 
 
+# Reference 4.3 as a plain float64 numpy loop, written from the text, not from samplers.py.
+
+
+def _stub_eps(x, t, xp=np):
+  """A stand-in network whose output depends on both x_t and t (numpy, or jnp with xp=jnp)."""
+  return 0.3 * x * xp.cos(t / 150.0) + 0.05 * xp.sin(t / 37.0)
+
+
+def _linear_alpha_bar(steps=1000):
+  return np.cumprod(1.0 - np.linspace(1e-4, 0.02, steps))
+
+
+def _recording_eps_fn(log):
+  def eps_fn(aux, key, x_t, t):
+    del aux, key
+    jax.debug.callback(lambda x, tt: log.append((np.asarray(x), np.asarray(tt))), x_t, t,
+                       ordered=True)
+    tt = t.astype(jnp.float32).reshape((-1,) + (1,) * (x_t.ndim - 1))
+    return _stub_eps(x_t, tt, jnp)
+  return eps_fn
+
+
+def _step_noise(key, i, shape):
+  """The sampler's documented noise of step i: the second half of split(fold_in(key, i))."""
+  return np.asarray(jax.random.normal(jax.random.split(jax.random.fold_in(key, i))[1], shape))
+
+
+def test_ddpm_every_step_matches_the_reference_loop():
+  s = schedules.make_schedule()
+  key = jax.random.key(5)
+  x_T = jax.random.normal(jax.random.key(4), (2, 4, 4, 4))
+  log = []
+  out = np.asarray(samplers.ddpm_sample(_recording_eps_fn(log), None, key, x_T, s))
+  assert [int(t[0]) for _, t in log] == list(range(999, -1, -1))
+  ab = _linear_alpha_bar()
+  ab_prev = np.append(1.0, ab[:-1])
+  beta = np.linspace(1e-4, 0.02, 1000)
+  var = beta * (1 - ab_prev) / (1 - ab)
+  inputs = [x.astype(np.float64) for x, _ in log] + [out.astype(np.float64)]
+  for i, t in enumerate(range(999, -1, -1)):
+    x = inputs[i]
+    x0 = np.sqrt(1 / ab[t]) * x - np.sqrt(1 / ab[t] - 1) * _stub_eps(x, t)
+    mean = (beta[t] * np.sqrt(ab_prev[t]) / (1 - ab[t])) * x0 \
+        + ((1 - ab_prev[t]) * np.sqrt(1 - beta[t]) / (1 - ab[t])) * x
+    std = np.sqrt(var[t]) if t > 0 else 0.0
+    expected = mean + std * _step_noise(key, i, x.shape)
+    # One float32 step of values O(1): rounding of a few ulps, amplified by sqrt(1/ab) <= 160.
+    np.testing.assert_allclose(inputs[i + 1], expected, rtol=1e-4, atol=1e-4, err_msg=f't={t}')
+
+
+@pytest.mark.parametrize('steps,eta', [(50, 0.0), (20, 0.7)])
+def test_ddim_every_step_matches_the_reference_loop(steps, eta):
+  s = schedules.make_schedule()
+  key = jax.random.key(8)
+  x_T = jax.random.normal(jax.random.key(7), (2, 4, 4, 4))
+  log = []
+  out = np.asarray(samplers.ddim_sample(_recording_eps_fn(log), None, key, x_T, s, steps=steps,
+                                        eta=eta))
+  jump = 1000 // steps
+  pairs = [(jump * (i + 1), jump * i) for i in range(steps - 1, -1, -1)]
+  assert [int(t[0]) for _, t in log] == [t - 1 for t, _ in pairs]  # 999, 979, ... for 50
+  ab = _linear_alpha_bar()
+  inputs = [x.astype(np.float64) for x, _ in log] + [out.astype(np.float64)]
+  for i, (t, t_prev) in enumerate(pairs):
+    x = inputs[i]
+    a, a_prev = ab[t - 1], (1.0 if t_prev == 0 else ab[t_prev - 1])
+    x0 = np.sqrt(1 / a) * x - np.sqrt(1 / a - 1) * _stub_eps(x, t - 1)
+    eps = (np.sqrt(1 / a) * x - x0) / np.sqrt(1 / a - 1)
+    sigma = eta * np.sqrt((1 - a_prev) / (1 - a)) * np.sqrt(1 - a / a_prev)
+    expected = np.sqrt(a_prev) * x0 + np.sqrt(1 - a_prev - sigma ** 2) * eps
+    if t_prev > 0:
+      expected = expected + sigma * _step_noise(key, i, x.shape)
+    np.testing.assert_allclose(inputs[i + 1], expected, rtol=1e-4, atol=1e-4, err_msg=f't={t}')
+
+
+def test_make_eps_fn_guides_the_class_with_one_hole_noise_for_both_halves():
+  model = unet._TinyUNet(in_channels=10)
+  k = jax.random.split(jax.random.key(0), 4)
+  x_t = jax.random.normal(k[0], (2, 16, 16, 4))
+  y = jax.random.uniform(k[1], (2, 16, 16, 4), minval=-1, maxval=1)
+  mask = (jax.random.uniform(k[2], (2, 16, 16, 1)) > 0.4).astype(jnp.float32)
+  mask_rgb = mask.at[:, :8].set(0.0)
+  t, c = jnp.array([3, 620]), jnp.array([1, 2])
+  # Params from shapes alone (no init to compile), every layer non-zero.
+  shapes = jax.eval_shape(model.init, k[3], jnp.zeros((2, 16, 16, 10)), t, c)['params']
+  params = jax.tree.map(lambda p: 0.1 * jnp.sin(jnp.arange(p.size, dtype=jnp.float32) + 1.0
+                                                ).reshape(p.shape), shapes)
+  w, key = 2.5, jax.random.key(9)
+  eps_fn = guidance.make_eps_fn(model, w, inpaint=True)
+  assert guidance.make_eps_fn(model, w, inpaint=True) is eps_fn  # samplers compile once
+  aux = {'params': params, 'classes': c, 'y': y, 'mask': mask, 'mask_rgb': mask_rgb}
+  got = jax.jit(eps_fn)(aux, key, x_t, t)
+  noise = jax.random.normal(key, y.shape)
+  inputs = jnp.concatenate([x_t, mask_rgb, y[..., :3] * mask_rgb + noise[..., :3] * (1 - mask_rgb),
+                            y[..., 3:] * mask + noise[..., 3:] * (1 - mask), mask], -1)
+  apply = lambda cc: jax.jit(model.apply)({'params': params}, inputs, t, cc)
+  np.testing.assert_allclose(got, (1 + w) * apply(c) - w * apply(jnp.array([-1, -1])),
+                             rtol=1e-4, atol=1e-5)
+
+
 def test_ddim_eta0_is_deterministic_and_eta1_is_not():
   x0_true = jnp.zeros((1, 4, 4, 4))
   s = schedules.make_schedule()
@@ -142,6 +242,7 @@ def test_inpaint_edit_rules():
   np.testing.assert_allclose(last[..., 3], out[..., 3])
 
 
+@pytest.mark.slow  # 300 optimiser steps; the trainer's tests show a falling loss by default
 def test_tiny_unet_overfits_one_batch():
   model = unet._TinyUNet()
   s = schedules.make_schedule()

@@ -64,7 +64,10 @@ def test_same_seed_same_maps_other_seed_other_maps(tiny):
   images = np.random.default_rng(0).integers(0, 256, (3, 20, 30, 3), dtype=np.uint8)
   first = tiny.predict(images)
   assert first.shape == (3, 20, 30) and first.dtype == np.float32 and first.min() > 0
-  np.testing.assert_array_equal(first, ed.make_estimator(ed.TINY_RANDOM, seed=0).predict(images))
+  # Bit-equal for the same seed and batch size (another batch size is another XLA program,
+  # whose convolutions may round differently in the last bit: see the rtol check below).
+  again = ed.make_estimator(ed.TINY_RANDOM, seed=0, batch_size=2).predict(images)
+  np.testing.assert_array_equal(first, again)
   other = ed.make_estimator(ed.TINY_RANDOM, seed=1).predict(images)
   assert np.abs(other - first).max() > 1e-3 * np.abs(first).max()
   # A batch gives each image what it gets alone (padding does not leak across the batch).

@@ -46,3 +46,10 @@ def test_downsample_color_8bit_truncates_then_resamples_like_pil():
   got = np.asarray(image.downsample_color_8bit(jnp.asarray(x), 16))
   assert np.abs(got - ref).max() <= 1 / 255 + 1e-7
   assert (np.abs(got - ref) > 1e-6).mean() < 1e-2
+
+
+def test_downsample_color_8bit_of_packed_words_equals_that_of_the_colours():
+  x = np.random.default_rng(3).uniform(-0.1, 1.1, (2, 48, 48, 3)).astype(np.float32)
+  packed = image.pack_rgb8(image.to_uint8_values(jnp.asarray(x)))
+  np.testing.assert_array_equal(image.downsample_color_8bit(packed, 16),
+                                image.downsample_color_8bit(jnp.asarray(x), 16))

@@ -24,3 +24,16 @@ def test_unknown_command_is_a_usage_error():
   result = subprocess.run([sys.executable, '-m', 'ivid_jax.main', 'fly'], capture_output=True,
                           text=True, timeout=120, check=False)
   assert result.returncode != 0 and 'warp-demo' in result.stderr
+
+
+def test_each_command_help_lists_its_own_flags_only():
+  from ivid_jax import main  # pylint: disable=g-import-not-at-top
+  synopsis = subprocess.run([sys.executable, '-m', 'ivid_jax.main', '--help'],
+                            capture_output=True, text=True, timeout=120, check=False)
+  assert synopsis.returncode == 0
+  assert all(name in synopsis.stdout for name in main.COMMANDS)
+  result = subprocess.run([sys.executable, '-m', 'ivid_jax.main', 'convert-checkpoint', '--help'],
+                          capture_output=True, text=True, timeout=120, check=False)
+  assert result.returncode == 0
+  assert '--backbone' in result.stdout and 'SRC' in result.stdout
+  assert '--images' not in result.stdout and '--workdir' not in result.stdout

@@ -24,3 +24,11 @@ def test_notebook_executes(name, tmp_path):
   assert not [o for o in outputs if o.output_type == 'error']
   images = [o for o in outputs if 'image/png' in o.get('data', {})]
   assert len(images) == 2
+
+
+@pytest.mark.parametrize('name', ['warp_demo.ipynb'])
+def test_notebook_installs_from_the_project_repository(name):
+  import ivid_jax  # pylint: disable=g-import-not-at-top
+  nb = nbformat.read(os.path.join(COLAB, name), as_version=4)
+  setup = ''.join(nb.cells[1].source)
+  assert f"repo_url = '{ivid_jax.REPOSITORY_URL}'" in setup

@@ -129,3 +129,17 @@ def test_skip_log_counts_and_reports():
   assert log.report().splitlines() == ['skipped 2 bad example(s):',
                                        '  a.jpg: cannot decode image',
                                        '  b.npz: depth file is missing']
+
+
+def test_folder_builder_and_estimate_depth_share_one_image_extension_list():
+  from ivid_jax.data import estimate_depth  # pylint: disable=g-import-not-at-top
+  from ivid_jax.data import rgbd_folder  # pylint: disable=g-import-not-at-top
+  assert rgbd_folder.IMAGE_EXTENSIONS is estimate_depth.IMAGE_EXTENSIONS is preprocess.IMAGE_EXTENSIONS
+  assert preprocess.is_image_file('a/B.WEBP') and not preprocess.is_image_file('a/b.npz')
+
+
+def test_synset_of_imagenet_train_names():
+  assert preprocess.synset_of('n01440764_10026.JPEG') == 'n01440764'
+  assert preprocess.synset_of('train/n01440764_10026') == 'n01440764'
+  assert preprocess.synset_of('ILSVRC2012_val_00000001.JPEG') is None
+  assert preprocess.synset_of('n0144076_1.JPEG') is None  # seven digits: not a synset

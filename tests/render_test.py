@@ -51,19 +51,39 @@ def test_weights_of_a_fronto_parallel_plane_are_centre_biased():
   assert w[48, 0] == pytest.approx(1e-16)  # outside the outermost vertices: the frustum wall
 
 
-def test_shared_zbuffer_is_the_nearest_view_and_invalid_views_draw_nothing(chain):
-  views, mvs = chain
-  valid = jnp.arange(9) < 5
-  per_view = render.render_views(views, mvs, mvs[5], valid=valid, size=SIZE,
-                                 shared_zbuffer=False)
-  shared = render.render_views(views, mvs, mvs[5], valid=valid, size=SIZE)
-  assert not bool(jnp.any(per_view.covered[5:]))
-  depth = np.where(per_view.covered, per_view.depth, np.inf)
-  nearest = np.argmin(depth, 0)
-  covered = np.asarray(per_view.covered).any(0)
-  np.testing.assert_array_equal(np.asarray(shared.view), np.where(covered, nearest, -1))
-  np.testing.assert_array_equal(np.asarray(shared.depth)[covered], depth.min(0)[covered])
-  assert set(np.unique(np.asarray(shared.view))) <= {-1, 0, 1, 2, 3, 4}
+def _plane_view(depth: float, color) -> np.ndarray:
+  """A 32 x 32 view of a fronto-parallel plane at linear depth `depth` (sampling near/far)."""
+  z = float(depth_lib.project_depth(depth, depth_lib.SAMPLE_NEAR, depth_lib.SAMPLE_FAR))
+  return np.concatenate([np.broadcast_to(np.asarray(color, np.float32), (32, 32, 3)),
+                         np.full((32, 32, 1), z, np.float32)], -1)
+
+
+def test_shared_zbuffer_keeps_the_nearer_plane_and_invalid_views_draw_nothing():
+  # Three planes seen from view 0 (world z = 1 - D): the far one comes first in the stack,
+  # the nearest is switched off. Whatever the order, the visible surface is the plane at
+  # D = 1.2, and its depth in a target camera is a ray-plane intersection.
+  views = np.stack([_plane_view(2.0, (0, 1, 0)), _plane_view(1.2, (1, 0, 0)),
+                    _plane_view(0.8, (0, 0, 1))])
+  mvs = np.broadcast_to(np.asarray(cameras.view0()), (3, 4, 4))
+  valid = jnp.array([True, True, False])
+  target = cameras.orbit_camera(0.1, -0.05)
+  shared = render.render_views(views, mvs, target, valid=valid, size=SIZE)
+  f = cameras.focal_normalized(45.0)
+  c = (np.arange(SIZE) + 0.5) / SIZE
+  u, v = np.meshgrid(c, c)
+  rays = np.stack([(u - 0.5) / f, (0.5 - v) / f, -np.ones_like(u)], -1)  # camera depth 1
+  to_world = np.asarray(cameras.invert_rigid(target))
+  eye, dirs = to_world[:3, 3], rays @ to_world[:3, :3].T
+  expected_depth = ((1.0 - 1.2) - eye[2]) / dirs[..., 2]
+  inner = (slice(6, -6), slice(6, -6))  # away from the frame's edges and frustum walls
+  view = np.asarray(shared.view)[inner]
+  np.testing.assert_array_equal(view, 1)
+  np.testing.assert_allclose(np.asarray(shared.depth)[inner], expected_depth[inner], rtol=1e-5)
+  np.testing.assert_array_equal(np.asarray(shared.color)[inner], np.broadcast_to([1, 0, 0],
+                                                                                 view.shape + (3,)))
+  per_view = render.render_views(views, mvs, target, valid=valid, size=SIZE, shared_zbuffer=False)
+  assert not bool(jnp.any(per_view.covered[2]))  # the invalid view draws nothing
+  assert bool(jnp.all(per_view.covered[0][inner]))  # the far plane is there, behind
 
 
 def test_aggregation_weight_follows_the_reference_rules():

@@ -139,7 +139,9 @@ def test_view0_warped_into_view_k_matches_its_ground_truth(tiny_batch, view):
     psnrs.append(_psnr(np.asarray(out.color)[valid], tiny_batch['rgb'][b, view][valid] / 255.0))
     # No padding and discontinuity sheets over the grazing ground: ~25-50% of the target is valid.
     assert valid.mean() > 0.2
-  # Measured at 32 px: depth agrees (2%) on >= 97% of valid pixels; colour PSNR 29-36 dB
-  # (nearest-texel resampling of antialiased textures).
+  # At 32 px depth agrees (2%) on >= 97% of valid pixels. Colour is limited by nearest-texel
+  # resampling of antialiased textures: the worst of the 4 scenes reaches 29.1-31.1 dB per view,
+  # while the same comparison against the true view moved by ONE pixel gives at most
+  # 22.4-24.3 dB on the worst scene: 28 dB separates a correct warp from a one-pixel error.
   assert min(agree) > 0.95, agree
-  assert min(psnrs) > 25.0, psnrs
+  assert min(psnrs) > 28.0, psnrs

@@ -76,6 +76,9 @@ def test_tiny_unet_shapes_gradients_dtype_and_remat():
   y16 = jax.jit(unet._TinyUNet(dtype=jnp.bfloat16).apply)({'params': perturbed}, x, t, c)
   y32 = jax.jit(model.apply)({'params': perturbed}, x, t, c)
   assert y16.dtype == jnp.float32  # the output head runs in float32
+  # bfloat16 keeps 8 significant bits (relative rounding 2^-9 = 0.2% per operation); through
+  # the tiny net's ~15 layers they add up to 0.64% of the output scale (max error / max |y|,
+  # measured). 5% allows deeper accumulation and still fails for a lost cast or an overflow.
   np.testing.assert_allclose(y16, y32, atol=0.05 * float(jnp.abs(y32).max()))
 
 
@@ -88,7 +91,7 @@ def test_bad_inputs_are_rejected():
 
 
 @pytest.mark.parametrize('null', [True, False])
-def test_labels_outside_the_table_are_an_error_eagerly_and_under_jit(null):
+def test_labels_outside_the_table_are_an_error_eagerly_and_at_the_host(null):
   model = unet._TinyUNet(has_null_class=null)
   x = jnp.zeros((2, 16, 16, 4))
   t = jnp.zeros((2,), jnp.int32)
@@ -96,7 +99,9 @@ def test_labels_outside_the_table_are_an_error_eagerly_and_under_jit(null):
   bad = jnp.array([0, -1 if not null else 4])
   with pytest.raises(ValueError, match='class labels must be 0..3'):
     model.apply(params, x, t, bad)
-  with pytest.raises(Exception, match='class labels must be 0..3'):
-    jax.block_until_ready(jax.jit(model.apply)(params, x, t, bad))
+  with pytest.raises(ValueError, match='class labels must be 0..3'):
+    unet.check_labels(np.asarray(bad), 4, null)
+  # Under jit there is no check: a host callback would synchronise every training step.
+  assert 'callback' not in jax.jit(model.apply).lower(params, x, t, bad).as_text()
   if null:
     assert jnp.isfinite(jax.jit(model.apply)(params, x, t, jnp.array([3, -1]))).all()

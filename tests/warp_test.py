@@ -79,9 +79,12 @@ def test_parity_with_the_authors_opengl_warp(fbwarp_ref, case):
   ref_mask = fbwarp_ref['mask'][case, ..., 0] > 0.5
   mask = np.asarray(out.mask[..., 0]) > 0.5
   iou = (ref_mask & mask).sum() / (ref_mask | mask).sum()
-  assert iou >= 0.95
+  # Reached: IoU >= 0.9999 and 74-158 dB on every case (the floor was 0.95 / 30 dB).
+  # The margins below leave room for a few boundary samples and one 8-bit level on a few
+  # pixels (one level on 1% of pixels is ~68 dB), so any real regression shows.
+  assert iou >= 0.999
   common = ref_mask & mask
-  assert _psnr(np.asarray(out.color)[common], fbwarp_ref['color'][case][common]) >= 30.0
+  assert _psnr(np.asarray(out.color)[common], fbwarp_ref['color'][case][common]) >= 60.0
   np.testing.assert_allclose(np.asarray(out.depth)[common], fbwarp_ref['depth'][case][common],
                              atol=1e-3)
 

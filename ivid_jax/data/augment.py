@@ -6,7 +6,9 @@ key and independent of how it is sharded. Images are float, channels last,
 in [0, 1]; masks are float {0, 1} [..., H, W, 1].
 
 In the authors' order: pre-warp noise on the RGBD to be warped, the warp,
-(post-warp noise, off in every config), blur, RGB erosion.
+(post-warp noise, off in every config), blur, RGB erosion. They are not
+jitted on their own: they run inside the jitted training pair
+(`conditional.make_training_pair`), the boundary where callers need jit.
 """
 
 from __future__ import annotations
@@ -44,7 +46,6 @@ def _gaussian_noise(key: Array, x: Array, max_sigma: float) -> Array:
   return x + sigma * jax.random.normal(k_noise, x.shape, x.dtype)
 
 
-@functools.partial(jax.jit, static_argnames='max_sigma')
 @_per_example
 def prewarp_noise(key: Array, rgbd: Array, max_sigma: float = PREWARP_MAX_SIGMA) -> Array:
   """Adds N(0, s^2) noise, s ~ U(0, max_sigma) per example, to all 4 channels.
@@ -59,14 +60,12 @@ def prewarp_noise(key: Array, rgbd: Array, max_sigma: float = PREWARP_MAX_SIGMA)
   return _gaussian_noise(key, rgbd, max_sigma)
 
 
-@functools.partial(jax.jit, static_argnames='max_sigma')
 @_per_example
 def postwarp_noise(key: Array, cond: Array, max_sigma: float = POSTWARP_MAX_SIGMA) -> Array:
   """Adds N(0, s^2) noise, s ~ U(0, max_sigma), to a warped condition [B, H, W, C]."""
   return _gaussian_noise(key, cond, max_sigma)
 
 
-@functools.partial(jax.jit, static_argnames=('prob', 'size'))
 @_per_example
 def blur(key: Array, clean_rgb: Array, cond_rgb: Array, prob: float = BLUR_PROB,
          size: int = BLUR_KERNEL) -> Array:
@@ -103,7 +102,6 @@ def erode_steps(mask: Array, steps: Array, max_steps: int = ERODE_MAX_STEPS) -> 
   return jnp.stack(levels)[steps][..., None]
 
 
-@functools.partial(jax.jit, static_argnames='max_steps')
 @_per_example
 def erode_rgb(key: Array, mask: Array, max_steps: int = ERODE_MAX_STEPS) -> Array:
   """`mask_rgb`: the warp mask eroded with a random odd box side in {1, 3, ..., 2 max_steps + 1}.

@@ -2,8 +2,9 @@
 
 `make_training_pair` is the authors' WarpDataset as one jit-able function of a
 batch: keep the clean x0, add pre-warp noise to all four channels, warp to the
-random camera V1 and back (`geometry.warp.forward_backward_warp`, the same
-function the sampler's conditions use), optionally post-warp noise, replace the
+random camera V1 and back (`geometry.warp.forward_backward_warp`, on the same
+mesh and rasteriser code as the sampler's conditions, which `render_views`
+aggregates from earlier views), optionally post-warp noise, replace the
 RGB by the blurred clean image with probability 0.8, erode the mask for the
 RGB, cut the condition by both masks and map it to [-1, 1] (holes -1).
 
@@ -87,15 +88,13 @@ def _make_training_pair(keys, x0, camera, *, ssaa, padding, prewarp_noise, postw
                         blur_prob, erode_max_steps, group):
   """make_training_pair with typed keys [B]."""
   x0 = jnp.asarray(x0, jnp.float32)
-  height = x0.shape[1]
   split = jax.vmap(lambda k: jax.random.split(k, 4))(keys)  # [B, 4]
   k_pre, k_post, k_blur, k_erode = (split[:, i] for i in range(4))
 
   clean = (x0 + 1.0) / 2.0  # the reference works in [0, 1]
   rgbd = _each(augment.prewarp_noise, k_pre, clean) if prewarp_noise else clean
   warped = warp.forward_backward_warp(rgbd, camera_modelview(camera), ssaa=ssaa,
-                                      padding=height if padding == 'image' else padding,
-                                      group=group)
+                                      padding=padding, group=group)
   y = jnp.concatenate([warped.color, warped.depth], axis=-1)
   mask = warped.mask
   if postwarp_noise:

@@ -49,7 +49,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
-import re
 import zipfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
@@ -70,9 +69,8 @@ FP16_MAX = 65504.0
 # rescales the map to a maximum disparity of exactly 2, nearest point at depth 0.5.
 RELATIVE_PEAK = float(np.nextafter(np.float16(preprocess.MIDAS_SCALE * 2.0), np.float16(np.inf)))
 DEPTH_SCALES = ('auto', 'midas', 'max')
-IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.webp', '.tif', '.tiff', '.gif', '.ppm')
+IMAGE_EXTENSIONS = preprocess.IMAGE_EXTENSIONS
 _MAX_PENDING_BATCHES = 4  # images of other sizes that may wait, in units of batch_size
-_SYNSET_NAME = re.compile(r'^(n\d{8})_[^/]+$')
 
 Predict = Callable[[np.ndarray], np.ndarray]
 
@@ -88,6 +86,7 @@ class Estimator:
 # ---------------------------------------------------------------------------------------------
 # Backends.
 
+@functools.cache
 def _tiny_depth_net():
   import flax.linen as nn  # pylint: disable=g-import-not-at-top
   import jax  # pylint: disable=g-import-not-at-top
@@ -109,6 +108,13 @@ def _tiny_depth_net():
       return nn.softplus(nn.Conv(1, (3, 3), name='head')(h))[..., 0] + 1e-3
 
   return TinyDepthNet()
+
+
+@functools.cache
+def _tiny_apply():
+  """One jitted forward pass shared by every tiny-random estimator of a process (one compile per batch size)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  return jax.jit(_tiny_depth_net().apply)
 
 
 def tiny_random_estimator(seed: int = 0, batch_size: int = 8, size: int = 32) -> Estimator:
@@ -135,7 +141,7 @@ def tiny_random_estimator(seed: int = 0, batch_size: int = 8, size: int = 32) ->
     return (rng.standard_normal(leaf.shape) / np.sqrt(fan_in)).astype(np.float32)
 
   params = jax.tree.map(draw, shapes)
-  apply = jax.jit(net.apply)
+  apply = _tiny_apply()
 
   def predict(images: np.ndarray) -> np.ndarray:
     images = _check_batch(images)
@@ -287,7 +293,7 @@ def folder_items(images_dir: str | os.PathLike, out_dir: str | os.PathLike) -> l
   for root, dirs, files in os.walk(images_dir):
     dirs.sort()
     for name in sorted(files):
-      if name.lower().endswith(IMAGE_EXTENSIONS):
+      if preprocess.is_image_file(name):
         paths.append(os.path.join(root, name))
       elif not name.startswith('.'):
         others += 1
@@ -323,9 +329,9 @@ def tfds_relative_path(file_name: str | bytes) -> str:
   parts = stem.split('/')
   if not stem or file_name.startswith('/') or any(p in ('', '.', '..') for p in parts):
     raise ValueError(f'file_name {file_name!r} cannot be used as a relative output path')
-  match = _SYNSET_NAME.match(stem)
-  if match:
-    return f'{match.group(1)}/{stem}.npz'
+  synset = preprocess.synset_of(stem) if '/' not in stem else None
+  if synset:
+    return f'{synset}/{stem}.npz'
   return stem + '.npz'
 
 

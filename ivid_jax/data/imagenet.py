@@ -39,7 +39,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
-import re
 import tarfile
 from typing import Any, Iterator, Sequence
 
@@ -54,7 +53,6 @@ TRAIN_TAR = 'ILSVRC2012_img_train.tar'
 VAL_TAR = 'ILSVRC2012_img_val.tar'
 _LABELS_FILE = 'datasets/imagenet2012/labels.txt'
 _VALIDATION_LABELS_FILE = 'datasets/imagenet2012/validation_labels.txt'
-_SYNSET_PREFIX = re.compile(r'^(n\d{8})_')
 
 
 # ---------------------------------------------------------------------------------------------
@@ -105,8 +103,7 @@ def find_depth(depth_dir: str | os.PathLike, file_name: str, label: int | None =
   Raises BadExampleError naming the path(s) looked for if there is none, or both.
   """
   stem = os.path.splitext(os.path.basename(file_name))[0]
-  match = _SYNSET_PREFIX.match(stem)
-  synset = match.group(1) if match else None
+  synset = preprocess.synset_of(stem)
   if synset is None and label is not None and 0 <= int(label) < len(synsets()):
     synset = synsets()[int(label)]
   flat = os.path.join(depth_dir, stem + '.npz')

@@ -38,12 +38,9 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from ivid_jax.data import preprocess
 from ivid_jax.data.errors import BadExampleError
+from ivid_jax.geometry import cameras
 from ivid_jax.geometry import depth as depth_lib
 
-# The random second camera of a training pair (reference 2.2, 10.2 item 10).
-YAW_STD = PITCH_STD = 0.15
-RADIUS_STD = 0.1
-TARGET_STD = 0.05
 NO_LABEL = -1  # label of sources without labels (the UNet's null class)
 
 
@@ -166,20 +163,15 @@ def example_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
 
 
 def example_camera_and_rng(seed: int, epoch: int, index: int) -> dict[str, Any]:
-  """The random camera V1 (reference 2.2) and augmentation key of one example.
+  """The random camera V1 (`cameras.training_camera_params`) and augmentation key of one example.
 
   Returns:
     {'camera': {'yaw', 'pitch', 'radius': float32 [], 'target': float32 [3]},
      'rng': uint32 [2] raw threefry key data for `jax.random.wrap_key_data`}.
   """
   g = example_rng(seed, epoch, index)
-  yaw, pitch, radius = g.standard_normal(3)
-  camera = {
-      'yaw': np.float32(YAW_STD * yaw),
-      'pitch': np.float32(PITCH_STD * pitch),
-      'radius': np.float32(1.0 + RADIUS_STD * radius),
-      'target': (TARGET_STD * g.standard_normal(3)).astype(np.float32),
-  }
+  camera = cameras.training_camera_params(g.standard_normal(6))
+  camera = {k: np.asarray(v, np.float32) for k, v in camera.items()}
   return {'camera': camera, 'rng': g.integers(0, 2**32, size=2, dtype=np.uint32)}
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import zipfile
 
 import numpy as np
@@ -26,6 +27,22 @@ MIDAS_SCALE = 6250.0      # stored disparities are divided by this (reference 1.
 DISPARITY_FLOOR = 1e-3    # no point farther than D = 1000
 DEPTH_MODES = ('none', 'to_depth', 'disparity_minmax', 'depth_minmax', 'z_buffer')
 ASPECT_RTOL = 0.02        # a depth map must have its image's aspect ratio within this
+# Images the readers take (PIL decodes all of them), compared lower-case: the folder builder
+# and estimate-depth list files with this one tuple, so every depth written is used.
+IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.webp', '.tif', '.tiff', '.gif', '.ppm')
+# ImageNet train file names start with their synset: n01440764_10026.JPEG.
+_SYNSET_PREFIX = re.compile(r'^(n\d{8})_')
+
+
+def is_image_file(name: str) -> bool:
+  """Whether a file name has one of IMAGE_EXTENSIONS (any case)."""
+  return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+
+
+def synset_of(name: str) -> str | None:
+  """The synset an ImageNet train file name starts with (`n01440764_10026` -> n01440764), or None."""
+  match = _SYNSET_PREFIX.match(os.path.basename(name))
+  return match.group(1) if match else None
 
 
 def scale_disparity(raw: np.ndarray, near: float = depth_lib.TRAIN_NEAR) -> np.ndarray:
@@ -57,8 +74,7 @@ def depth_channel(disparity: np.ndarray, mode: str = 'z_buffer',
     lo, hi = float(v.min()), float(v.max())
     return ((v - lo) / max(hi - lo, 1e-12)).astype(np.float32)
   if mode == 'z_buffer':
-    z = (d - 1.0 / near) / (1.0 / far - 1.0 / near)
-    return np.clip(z, 0.0, 1.0).astype(np.float32)
+    return np.asarray(depth_lib.disparity_to_zbuffer(d, near, far), np.float32)
   raise ValueError(f'unknown depth preprocessing mode {mode!r}; expected one of {DEPTH_MODES}')
 
 
@@ -111,7 +127,7 @@ def rgbd_example(image: np.ndarray, raw_disparity: np.ndarray, size: int,
 def to_model_input(rgb, depth):
   """rgb uint8 [..., S, S, 3], depth [..., S, S, 1] in [0, 1] -> x0 float32 [..., S, S, 4] in [-1, 1].
 
-  Works on numpy or jax arrays (the pipeline runs it on device).
+  Works on numpy arrays (the loader runs it on the host) and on jax arrays alike.
   """
   xp = np if isinstance(rgb, np.ndarray) and isinstance(depth, np.ndarray) else _jnp()
   x = xp.concatenate([xp.asarray(rgb).astype(xp.float32) / 255.0,

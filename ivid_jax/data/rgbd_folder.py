@@ -11,8 +11,9 @@ Each `.npz` holds one float16 MiDaS disparity map (`arr_0`, the authors' scale:
 larger is nearer, divided by 6250 in `preprocess.scale_disparity`) with its
 image's aspect ratio. Labels are the sorted class folder names -> 0..N-1, as the
 authors assign them; single-category examples get label -1. Image extensions
-accepted (case-insensitive): .jpg .jpeg .png; the authors collect only `*.JPEG`
-for the ImageNet type, which this includes. If `dataset.json` exists its
+accepted (case-insensitive): `preprocess.IMAGE_EXTENSIONS` (.jpg .jpeg .png .bmp
+.webp .tif .tiff .gif .ppm), the list `estimate-depth` writes depth for; the
+authors collect only `*.JPEG` for the ImageNet type, which this includes. If `dataset.json` exists its
 `images`, `depths` (paths relative to the root) and `labels` (class -> int) are
 used as they are; otherwise the folder is listed in sorted order and nothing is
 written to it unless `write_index=True`.
@@ -59,7 +60,7 @@ import tensorflow_datasets as tfds
 from ivid_jax.data import preprocess
 from ivid_jax.data.errors import BadExampleError, SkipLog
 
-IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png')  # compared lower-case
+IMAGE_EXTENSIONS = preprocess.IMAGE_EXTENSIONS
 INDEX_FILE = 'dataset.json'
 UNLABELLED = -1
 
@@ -75,7 +76,7 @@ class RgbdEntry(NamedTuple):
 # Listing the folder.
 
 def _is_image(name: str) -> bool:
-  return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+  return preprocess.is_image_file(name)
 
 
 def _depth_for(image_rel: str) -> str:

@@ -34,6 +34,8 @@ import jax
 import numpy as np
 import tensorflow_datasets as tfds
 
+import ivid_jax
+
 from ivid_jax.data import synthetic
 
 SPLITS = ('train', 'test')
@@ -49,6 +51,8 @@ class SyntheticRgbdConfig(tfds.core.BuilderConfig):
     ssaa: colour supersampling factor per axis (odd: depth is the centre sample).
     seed: root seed of the scene streams.
     batch_size: scenes rendered per jitted call (memory ~ batch (S ssaa)^2 x 17 floats).
+    textures: 'mixed' (checker, stripes, noise and solid) or 'solid' (shaded solid
+      colours, `synthetic.with_solid_colours`: what small CPU-trained models learn).
   """
   resolution: int = 64
   num_train: int = 1000
@@ -56,14 +60,17 @@ class SyntheticRgbdConfig(tfds.core.BuilderConfig):
   ssaa: int = 3
   seed: int = 0
   batch_size: int = 16
+  textures: str = 'mixed'
 
 
-def _config(resolution: int, num_train: int, num_test: int, batch_size: int) -> SyntheticRgbdConfig:
+def _config(resolution: int, num_train: int, num_test: int, batch_size: int,
+            textures: str = 'mixed') -> SyntheticRgbdConfig:
+  suffix = '' if textures == 'mixed' else f'_{textures}'
   return SyntheticRgbdConfig(
-      name=f'r{resolution}', resolution=resolution, num_train=num_train, num_test=num_test,
-      batch_size=batch_size,
+      name=f'r{resolution}{suffix}', resolution=resolution, num_train=num_train,
+      num_test=num_test, batch_size=batch_size, textures=textures,
       description=f'{num_train} train / {num_test} test scenes, {synthetic.NUM_VIEWS} views '
-                  f'at {resolution}x{resolution}.')
+                  f'at {resolution}x{resolution}, {textures} textures.')
 
 
 def generate(config: SyntheticRgbdConfig, split: str, start: int, num: int) -> dict[str, np.ndarray]:
@@ -77,6 +84,10 @@ def generate(config: SyntheticRgbdConfig, split: str, start: int, num: int) -> d
   key = jax.random.fold_in(jax.random.key(config.seed), SPLITS.index(split))
   yaw, pitch, modelview = synthetic.view_cameras()
   scenes = synthetic.sample_scenes(key, start, num)
+  if config.textures == 'solid':
+    scenes = synthetic.with_solid_colours(scenes)
+  elif config.textures != 'mixed':
+    raise ValueError(f"textures must be 'mixed' or 'solid', got {config.textures!r}")
   out = synthetic.render_scenes(scenes, modelview, size=config.resolution, ssaa=config.ssaa)
   rgb = np.asarray(out.rgb)
   v = synthetic.NUM_VIEWS
@@ -105,6 +116,8 @@ class SyntheticRgbd(tfds.core.GeneratorBasedBuilder):
       _config(32, 2000, 200, 64),
       _config(64, 800, 100, 16),
       _config(128, 200, 50, 4),
+      # The synthetic training configs' data (configs/synthetic_*.py).
+      _config(32, 2000, 200, 64, textures='solid'),
   ]
   DEFAULT_CONFIG_NAME = 'r64'
 
@@ -122,7 +135,7 @@ class SyntheticRgbd(tfds.core.GeneratorBasedBuilder):
             'scene_id': tensor(shape=(), dtype=np.int64),
         }),
         supervised_keys=None,
-        homepage='https://github.com/',
+        homepage=ivid_jax.REPOSITORY_URL,
     )
 
   def _split_generators(self, dl_manager):

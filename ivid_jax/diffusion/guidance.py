@@ -80,3 +80,23 @@ def make_eps_fn(model: Any, guidance: float = DEFAULT_GUIDANCE, inpaint: bool = 
     return guided_eps(apply, x, t, aux.get('classes'), guidance)
 
   return eps_fn
+
+
+def drop_image_condition(key: Array, mask: Array, mask_rgb: Array,
+                         p: float) -> tuple[Array, Array]:
+  """Image-condition dropout of the conditional model (the authors' p_uncond_img, reference 4.2).
+
+  With probability p per example both masks become 0, so `inpaint_inputs` gives
+  that example [x_t, 0, noise, noise, 0]: all 10 channels, no condition. (The
+  authors' version builds 9 channels, which their 10-channel network cannot take.)
+
+  Args:
+    key: PRNG key.
+    mask, mask_rgb: {0, 1} [B, H, W, 1].
+    p: dropout probability (0: off).
+
+  Returns:
+    (mask, mask_rgb) with the dropped examples zeroed.
+  """
+  keep = jax.random.uniform(key, (mask.shape[0],) + (1,) * (mask.ndim - 1)) >= p
+  return mask * keep.astype(mask.dtype), mask_rgb * keep.astype(mask_rgb.dtype)

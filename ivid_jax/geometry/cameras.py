@@ -135,24 +135,43 @@ def camera_center(modelview: ArrayLike) -> Array:
   return invert_rigid(modelview)[..., :3, 3]
 
 
-def random_training_camera(key: Array, shape: tuple[int, ...] = (), *, yaw_std: float = 0.15,
-                           pitch_std: float = 0.15, radius_std: float = 0.1,
-                           target_std: float = 0.05) -> Array:
-  """The random second camera V1 of a training pair (reference 2.2).
+# The random second camera V1 of a training pair (reference 2.2, 10.2 item 10): standard
+# deviations of yaw and pitch (radians), of the radius around 1, and of the look-at target's
+# jitter on each axis. Inference uses other cameras (reference 6.1).
+TRAINING_CAMERA_STD = {'yaw_std': 0.15, 'pitch_std': 0.15, 'radius_std': 0.1, 'target_std': 0.05}
+
+
+def training_camera_params(normals: ArrayLike, *, yaw_std: float = 0.15, pitch_std: float = 0.15,
+                           radius_std: float = 0.1, target_std: float = 0.05) -> dict:
+  """The training camera distribution, from standard normal draws (numpy or jax alike).
 
   yaw, pitch ~ N(0, std^2) radians, radius = 1 + N(0, radius_std^2), and the
-  look-at target jittered by N(0, target_std^2) on each axis.
+  look-at target jittered by N(0, target_std^2) on each axis. The host loader
+  (numpy generators) and `random_training_camera` (jax keys) both map their
+  draws through this, so the distribution is defined once.
+
+  Args:
+    normals: float [..., 6] standard normal draws (yaw, pitch, radius, target xyz).
+
+  Returns:
+    {'yaw', 'pitch', 'radius': [...], 'target': [..., 3]}, the input's array type.
+  """
+  return {'yaw': yaw_std * normals[..., 0], 'pitch': pitch_std * normals[..., 1],
+          'radius': 1.0 + radius_std * normals[..., 2], 'target': target_std * normals[..., 3:6]}
+
+
+def random_training_camera(key: Array, shape: tuple[int, ...] = (),
+                           **stds: float) -> Array:
+  """Modelviews of random training cameras V1 (`training_camera_params`).
 
   Args:
     key: PRNG key.
     shape: batch shape of the cameras.
+    **stds: overrides of TRAINING_CAMERA_STD.
 
   Returns:
     float32 [*shape, 4, 4] modelviews.
   """
-  k_yaw, k_pitch, k_radius, k_target = jax.random.split(key, 4)
-  yaw = yaw_std * jax.random.normal(k_yaw, shape)
-  pitch = pitch_std * jax.random.normal(k_pitch, shape)
-  radius = 1.0 + radius_std * jax.random.normal(k_radius, shape)
-  target = target_std * jax.random.normal(k_target, shape + (3,))
-  return orbit_camera(yaw, pitch, radius, target)
+  p = training_camera_params(jax.random.normal(key, tuple(shape) + (6,)),
+                             **{**TRAINING_CAMERA_STD, **stds})
+  return orbit_camera(p['yaw'], p['pitch'], p['radius'], p['target'])

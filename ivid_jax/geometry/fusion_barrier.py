@@ -21,14 +21,18 @@ T = TypeVar('T')
 
 
 def materialize(tree: T) -> T:
-  """Returns `tree` unchanged, computed once into buffers.
+  """Returns `tree` unchanged, computed once into buffers on XLA:CPU (else untouched).
 
   The loop runs zero times unless the first element of the first leaf is
   NaN, and then once; its body never changes the values (the counter is never
   negative) but XLA cannot prove either, so the loop and its buffers stay.
+  GPU and TPU compilers weigh recomputation against memory traffic themselves
+  and gain nothing from a barrier they cannot see through, so on any backend
+  but the CPU (decided when tracing, by `jax.default_backend()`) this returns
+  `tree` as it is.
   """
   leaves = jax.tree.leaves(tree)
-  if not leaves:
+  if not leaves or jax.default_backend() != 'cpu':
     return tree
   first = jnp.ravel(leaves[0])[0].astype(jnp.float32)
   trips = jnp.isnan(first).astype(jnp.int32)

@@ -152,13 +152,16 @@ def downsample_color_8bit(color: Array, out_size: int) -> Array:
   """The authors' colour downsampling: 8-bit truncation, PIL Lanczos, / 255.
 
   Args:
-    color: float [..., S, S, C] in [0, 1] (values outside are clipped).
+    color: float [..., S, S, C] in [0, 1] (values outside are clipped), or
+      uint32 [..., S, S] words of `pack_rgb8` (already truncated: renders of
+      packed textures).
     out_size: output side.
 
   Returns:
     float32 [..., out_size, out_size, C] in [0, 1], multiples of 1/255.
   """
-  return resize_lanczos_uint8(to_uint8_values(color), out_size) / 255.0
+  values = unpack_rgb8(color) if color.dtype == jnp.uint32 else to_uint8_values(color)
+  return resize_lanczos_uint8(values, out_size) / 255.0
 
 
 def block_center(x: Array, factor: int) -> Array:

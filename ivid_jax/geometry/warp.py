@@ -147,10 +147,14 @@ def map_in_groups(fn, args, group: int | None):
                                              'group'))
 def forward_backward_warp(rgbd: Array, modelview1: Array, *, modelview0: Array | None = None,
                           fov: float = 45.0, near: float = depth_lib.TRAIN_NEAR,
-                          far: float = depth_lib.TRAIN_FAR, padding: mesh_lib.Padding = None,
+                          far: float = depth_lib.TRAIN_FAR,
+                          padding: mesh_lib.Padding | str = 'image',
                           ssaa: int = 3, atol: float = 0.02, rtol: float = 0.02,
                           group: int | None = None) -> Warped:
   """Warps RGBD images to camera 1 and back (the authors' `forward_backward_warp`).
+
+  The defaults are the authors' training settings (reference 2.5): padding as
+  wide as the image, SSAA 3, tolerances 0.02, near/far 0.5/100.
 
   Args:
     rgbd: float [H, W, 4] or [B, H, W, 4]: colour in [0, 1] and z-buffer depth
@@ -159,7 +163,9 @@ def forward_backward_warp(rgbd: Array, modelview1: Array, *, modelview0: Array |
     modelview0: float [4, 4] or [B, 4, 4] of the source view; default view 0.
     fov: field of view, degrees.
     near, far: the z-buffer encoding of the depth channel.
-    padding: mesh padding of the source mesh (training uses the image size).
+    padding: mesh padding of the source mesh: 'image' (the training setting,
+      a skirt as wide as the image: 128 px at 128 px), a number of pixels,
+      None or 'frustum' (`mesh.depth_to_mesh`).
     ssaa: supersampling factor of both renders.
     atol, rtol: discontinuity tolerances (mesh edge flags on linear depth and
       the final `depth_edge` test on z).
@@ -181,6 +187,7 @@ def _warp_batch(rgbd: Array, mv1: Array, mv0: Array, *, fov, near, far, padding,
   """forward_backward_warp on [B, N, N, 4] with [B, 4, 4] cameras."""
   n = rgbd.shape[1]
   size = n * ssaa
+  padding = n if padding == 'image' else padding
   block_min = 0.75 * ssaa ** 2
 
   # View 0 -> V1: no edge flags, so stretched sheets render opaque.
@@ -191,13 +198,14 @@ def _warp_batch(rgbd: Array, mv1: Array, mv0: Array, *, fov, near, far, padding,
   # with that truncation, so this is exact and needs one gather per sample.
   tex0 = image_ops.pack_rgb8(image_ops.to_uint8_values(rgbd[..., :3]))[..., None]
   r1 = render_textured(mesh0, tex0, mv1, size=size, fov=fov)
+  # V1's colour stays as 8-bit values: it is the next render's packed texture.
   values1 = image_ops.resize_lanczos_uint8(image_ops.unpack_rgb8(r1.color[..., 0]), n)
   depth1 = image_ops.block_center(r1.depth[..., None], ssaa)[..., 0]
 
   # V1 -> view 0: sheets are now steep in V1 and get flagged, so they vanish.
   mesh1 = mesh_lib.batched_depth_to_mesh(depth1, mv1, fov=fov, atol=atol, rtol=rtol)
   r0 = render_textured(mesh1, image_ops.pack_rgb8(values1)[..., None], mv0, size=size, fov=fov)
-  color = image_ops.resize_lanczos_uint8(image_ops.unpack_rgb8(r0.color[..., 0]), n) / 255.0
+  color = image_ops.downsample_color_8bit(r0.color[..., 0], n)
   z = depth_lib.project_depth(image_ops.block_center(r0.depth[..., None], ssaa), near, far)
   mask = image_ops.block_count(r0.alpha, ssaa)[..., None] > block_min
   mask &= depth_lib.depth_edge(z, atol, rtol)

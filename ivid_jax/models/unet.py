@@ -64,7 +64,11 @@ def _label_error(classes, num_classes: int, has_null_class: bool) -> str | None:
   return f'class labels must be {allowed}, got {sorted(set(bad.tolist()))}{hint}'
 
 
-def _raise_on_bad_labels(classes, num_classes: int, has_null_class: bool) -> None:
+def check_labels(classes, num_classes: int, has_null_class: bool) -> None:
+  """Raises ValueError naming the bad labels if any lies outside the embedding table.
+
+  Host-side: the trainer's input and the samplers call it on the labels they are given.
+  """
   error = _label_error(classes, num_classes, has_null_class)
   if error:
     raise ValueError(error)
@@ -73,14 +77,13 @@ def _raise_on_bad_labels(classes, num_classes: int, has_null_class: bool) -> Non
 def _check_labels(classes: Array, num_classes: int, has_null_class: bool) -> None:
   """Labels outside the embedding table would be clamped to a real class by the lookup.
 
-  Concrete labels are checked here; traced ones (under jit) by a host
-  callback, which fails the computation with the same message.
+  Concrete labels are checked here. Traced ones (under jit) are not: a host callback
+  would synchronise every training step and keep the program out of the persistent
+  compilation cache, so the callers that feed jitted code check at the host boundary
+  (`check_labels`).
   """
-  if isinstance(classes, jax.core.Tracer):
-    jax.debug.callback(functools.partial(_raise_on_bad_labels, num_classes=num_classes,
-                                         has_null_class=has_null_class), classes)
-  else:
-    _raise_on_bad_labels(classes, num_classes, has_null_class)
+  if not isinstance(classes, jax.core.Tracer):
+    check_labels(classes, num_classes, has_null_class)
 
 
 class GroupNorm32(nn.Module):

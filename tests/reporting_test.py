@@ -1,0 +1,92 @@
+"""Reporting: clu's TensorBoard writer when TensorFlow is there, the TF-free fallback otherwise."""
+
+import glob
+import json
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ivid_jax.training import previews
+from ivid_jax.training import reporting
+
+
+def test_basic_writer_writes_jsonl_and_png(tmp_path):
+  writer = reporting.BasicWriter(str(tmp_path))
+  writer.write_scalars(3, {'loss': np.float32(0.5), 'lr': 1e-4})
+  writer.write_images(3, {'preview': np.zeros((1, 4, 6, 3), np.float32) + 0.5})
+  writer.write_hparams({'optim.lr': 1e-4, 'model.channel_mult': (1, 2)})
+  writer.write_texts(0, {'parameters': '12 parameters'})
+  writer.close()
+  lines = [json.loads(x) for x in open(tmp_path / 'metrics.jsonl', encoding='utf-8')]
+  assert lines[0] == {'step': 3, 'scalars': {'loss': 0.5, 'lr': 1e-4}}
+  image = np.asarray(Image.open(lines[1]['images']['preview']))
+  assert image.shape == (4, 6, 3) and np.all(image == 128)
+  assert lines[2]['hparams'] == {'optim.lr': 1e-4, 'model.channel_mult': '(1, 2)'}
+
+
+def test_auto_falls_back_to_the_basic_writer_without_tensorflow(tmp_path, monkeypatch):
+  monkeypatch.setattr(reporting, 'tensorboard_available', lambda: False)
+  writer = reporting.create_writer(str(tmp_path), 'auto')
+  assert isinstance(writer, reporting.BasicWriter)
+  progress = reporting.make_progress(num_train_steps=10, writer=writer, every_steps=5,
+                                     kind='auto')
+  assert isinstance(progress, reporting.BasicProgress)
+  assert not progress(1, t=0.0) and progress(5, t=2.0)  # 4 steps in 2 s
+  writer.flush()
+  line = json.loads(open(tmp_path / 'metrics.jsonl', encoding='utf-8').readline())
+  assert line == {'step': 5, 'scalars': {'steps_per_sec': 2.0}}
+  with pytest.raises(ImportError, match=r"ivid-jax\[tensorboard\]"):
+    reporting.create_writer(str(tmp_path), 'clu')
+
+
+def test_clu_writer_writes_tensorboard_events(tmp_path):
+  if not reporting.tensorboard_available():
+    pytest.skip('TensorFlow/tensorboard not installed (pip install ivid-jax[tensorboard])')
+  writer = reporting.create_writer(str(tmp_path), 'auto')
+  assert not isinstance(writer, reporting.BasicWriter)
+  writer.write_scalars(1, {'loss': 0.25})
+  writer.write_images(1, {'preview': np.zeros((1, 8, 8, 3), np.float32)})
+  writer.flush()
+  writer.close()
+  events = glob.glob(os.path.join(tmp_path, 'events.out.tfevents.*'))
+  assert events and os.path.getsize(events[0]) > 100
+  from clu import periodic_actions  # pylint: disable=g-import-not-at-top
+  progress = reporting.make_progress(num_train_steps=10, writer=writer, every_steps=5,
+                                     kind='auto')
+  assert isinstance(progress, periodic_actions.ReportProgress)
+
+
+def test_depth_colours_run_from_bright_near_to_dark_far():
+  z = np.linspace(-1, 1, 5, dtype=np.float32)[None, :].repeat(2, 0)  # near .. far
+  rgb = previews.colourise_depth(z)
+  np.testing.assert_allclose(rgb[0, 0], [253 / 255, 231 / 255, 37 / 255], atol=1e-6)
+  np.testing.assert_allclose(rgb[0, -1], [68 / 255, 1 / 255, 84 / 255], atol=1e-6)
+  np.testing.assert_allclose(rgb[0, 2], [33 / 255, 145 / 255, 140 / 255], atol=1e-6)
+
+
+def test_cond_grid_shows_condition_sample_target_with_magenta_holes():
+  n, s = 2, 4
+  x = np.zeros((n, s, s, 4), np.float32)
+  mask = np.ones((n, s, s, 1), np.float32)
+  mask[:, 0] = 0
+  inputs = previews.Inputs(noise=x, labels=None, y=x, mask=mask, mask_rgb=mask, target=x + 1)
+  picture = previews.grid(x - 1, inputs, 'cond')
+  assert picture.shape == (n * s + (n - 1) * 2, 6 * s + 5 * 2, 3)
+  np.testing.assert_array_equal(picture[0, 0], [1, 0, 1])  # a hole of the condition RGB
+  np.testing.assert_array_equal(picture[1, 0], [0.5, 0.5, 0.5])  # y = 0 -> grey
+  np.testing.assert_array_equal(picture[1, s + 2], [0, 0, 0])  # the sample, -1 -> black
+  np.testing.assert_array_equal(picture[1, 2 * (s + 2)], [1, 1, 1])  # the target, +1 -> white
+
+
+def test_basic_profile_traces_the_chosen_steps(tmp_path):
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  profile = reporting.BasicProfile(logdir=str(tmp_path), first_step=2, num_steps=1)
+  profile(1)
+  assert not os.listdir(tmp_path)  # not started before first_step
+  profile(2)
+  jnp.ones(3).block_until_ready()
+  profile(3)
+  traces = glob.glob(os.path.join(tmp_path, '**', '*.xplane.pb'), recursive=True)
+  assert traces and os.path.getsize(traces[0]) > 0
