@@ -58,11 +58,11 @@ class ModelFile(NamedTuple):
 
 
 # Fields of the UNet that are compute choices of a run, not part of the network.
-_RUNTIME_FIELDS = ('dtype', 'remat')
+_RUNTIME_FIELDS = ('dtype', 'remat', 'impl')
 
 
 def unet_field_names() -> tuple[str, ...]:
-  """The UNet fields a model file stores (everything but the compute dtype and remat)."""
+  """The UNet fields a model file stores (everything but the compute choices)."""
   return tuple(f for f in unet_lib.UNet.__dataclass_fields__
                if f not in ('parent', 'name') + _RUNTIME_FIELDS)
 
@@ -173,7 +173,7 @@ def load(path: str | os.PathLike, *, expect_kind: str | None = None,
     path: the file.
     expect_kind: if given, a file of the other kind is an error (e.g. the
       unconditional network passed where the conditional one is needed).
-    **unet_overrides: compute choices for the rebuilt UNet (dtype, remat).
+    **unet_overrides: compute choices for the rebuilt UNet (dtype, remat, impl).
 
   Raises:
     FileNotFoundError naming a missing file; ValueError naming the file for

@@ -26,6 +26,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax import Array
 
+from ivid_jax.models import cpu_defaults
+from ivid_jax.models import fused
+
 _GN_EPS = 1e-5  # PyTorch's GroupNorm default (Flax's is 1e-6).
 
 
@@ -94,9 +97,60 @@ class GroupNorm32(nn.Module):
     return y.astype(x.dtype)
 
 
+class _GroupNormParams(nn.Module):
+  """nn.GroupNorm's parameters ('scale' ones, 'bias' zeros) without the op."""
+  features: int
+
+  @nn.compact
+  def __call__(self) -> tuple[Array, Array]:
+    return (self.param('scale', nn.initializers.ones, (self.features,), jnp.float32),
+            self.param('bias', nn.initializers.zeros, (self.features,), jnp.float32))
+
+
+class FusedGroupNorm32(nn.Module):
+  """`GroupNorm32` (same parameters) as one op with optional folded bias, FiLM and SiLU.
+
+  act((GroupNorm(x + bias) * (1 + scale) + shift)) through `fused.group_norm_act`, whose
+  hand-written VJP is what makes the CPU step fast; cast back to x's dtype.
+  """
+  num_groups: int
+
+  @nn.compact
+  def __call__(self, x: Array, *, bias: Array | None = None, scale: Array | None = None,
+               shift: Array | None = None, act: bool = False) -> Array:
+    gamma, beta = _GroupNormParams(x.shape[-1], name='norm')()
+    return fused.group_norm_act(x, gamma, beta, groups=self.num_groups, eps=_GN_EPS,
+                                bias=bias, scale=scale, shift=shift, act=act).astype(x.dtype)
+
+
+class _ConvNoBias(nn.Module):
+  """nn.Conv's parameters and convolution, its bias returned instead of added (stride 1).
+
+  For a convolution followed by a `FusedGroupNorm32`, which adds the bias for free.
+  """
+  features: int
+  kernel: int
+  dtype: Any
+
+  @nn.compact
+  def __call__(self, x: Array) -> tuple[Array, Array]:
+    kernel = self.param('kernel', _kernel_init(False),
+                        (self.kernel, self.kernel, x.shape[-1], self.features), jnp.float32)
+    bias = self.param('bias', nn.initializers.zeros, (self.features,), jnp.float32)
+    pad = self.kernel // 2
+    y = jax.lax.conv_general_dilated(x.astype(self.dtype), kernel.astype(self.dtype), (1, 1),
+                                     ((pad, pad), (pad, pad)),
+                                     dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+    return y, bias
+
+
+def _kernel_init(zero: bool):
+  return nn.initializers.zeros if zero else nn.linear.default_kernel_init
+
+
 def _conv(features: int, name: str, dtype: Any, kernel: int = 3, zero: bool = False,
           strides: int = 1) -> nn.Conv:
-  init = nn.initializers.zeros if zero else nn.linear.default_kernel_init
+  init = _kernel_init(zero)
   return nn.Conv(features, (kernel, kernel), strides=(strides, strides),
                  padding=((kernel // 2, kernel // 2),) * 2, dtype=dtype,
                  param_dtype=jnp.float32, kernel_init=init, name=name)
@@ -113,7 +167,11 @@ def _downsample(x: Array) -> Array:
 
 
 class ResBlock(nn.Module):
-  """ADM residual block with scale-shift conditioning and optional up/down-sampling."""
+  """ADM residual block with scale-shift conditioning and optional up/down-sampling.
+
+  `fused`: the GroupNorms run as `FusedGroupNorm32` (SiLU, FiLM and the in_conv bias folded
+  in); same parameters, same function.
+  """
   out_channels: int
   num_groups: int = 32
   dropout: float = 0.0
@@ -121,23 +179,39 @@ class ResBlock(nn.Module):
   up: bool = False
   down: bool = False
   dtype: Any = jnp.float32
+  fused: bool = False
 
   @nn.compact
   def __call__(self, x: Array, emb: Array, train: bool = False) -> Array:
-    h = nn.silu(GroupNorm32(self.num_groups, name='in_norm')(x))
+    width = 2 * self.out_channels if self.use_scale_shift_norm else self.out_channels
+    emb_dense = nn.Dense(width, dtype=self.dtype, param_dtype=jnp.float32, name='emb_dense')
+    if self.fused:
+      h = FusedGroupNorm32(self.num_groups, name='in_norm')(x, act=True)
+    else:
+      h = nn.silu(GroupNorm32(self.num_groups, name='in_norm')(x))
     if self.up or self.down:
       resample = _upsample if self.up else _downsample
       h, x = resample(h), resample(x)
-    h = _conv(self.out_channels, 'in_conv', self.dtype)(h)
-    width = 2 * self.out_channels if self.use_scale_shift_norm else self.out_channels
-    emb_out = nn.Dense(width, dtype=self.dtype, param_dtype=jnp.float32,
-                       name='emb_dense')(nn.silu(emb)).astype(h.dtype)[:, None, None, :]
-    if self.use_scale_shift_norm:
-      scale, shift = jnp.split(emb_out, 2, axis=-1)
-      h = GroupNorm32(self.num_groups, name='out_norm')(h) * (1 + scale) + shift
+    if self.fused:
+      h, in_bias = _ConvNoBias(self.out_channels, 3, self.dtype, name='in_conv')(h)
+      emb_out = emb_dense(nn.silu(emb)).astype(jnp.float32)
+      if self.use_scale_shift_norm:
+        scale, shift = jnp.split(emb_out, 2, axis=-1)
+        h = FusedGroupNorm32(self.num_groups, name='out_norm')(
+            h, bias=in_bias, scale=scale, shift=shift, act=True)
+      else:
+        h = FusedGroupNorm32(self.num_groups, name='out_norm')(h, bias=in_bias + emb_out,
+                                                               act=True)
     else:
-      h = GroupNorm32(self.num_groups, name='out_norm')(h + emb_out)
-    h = nn.Dropout(self.dropout, deterministic=not train)(nn.silu(h))
+      h = _conv(self.out_channels, 'in_conv', self.dtype)(h)
+      emb_out = emb_dense(nn.silu(emb)).astype(h.dtype)[:, None, None, :]
+      if self.use_scale_shift_norm:
+        scale, shift = jnp.split(emb_out, 2, axis=-1)
+        h = GroupNorm32(self.num_groups, name='out_norm')(h) * (1 + scale) + shift
+      else:
+        h = GroupNorm32(self.num_groups, name='out_norm')(h + emb_out)
+      h = nn.silu(h)
+    h = nn.Dropout(self.dropout, deterministic=not train)(h)
     h = _conv(self.out_channels, 'out_conv', self.dtype, zero=True)(h)
     if x.shape[-1] != self.out_channels:
       x = _conv(self.out_channels, 'skip', self.dtype, kernel=1)(x)
@@ -149,12 +223,14 @@ class AttentionBlock(nn.Module):
   num_heads: int
   num_groups: int = 32
   dtype: Any = jnp.float32
+  fused: bool = False
 
   @nn.compact
   def __call__(self, x: Array) -> Array:
     b, height, width, c = x.shape
     ch = c // self.num_heads
-    h = GroupNorm32(self.num_groups, name='norm')(x).reshape(b, height * width, c)
+    norm = (FusedGroupNorm32 if self.fused else GroupNorm32)(self.num_groups, name='norm')
+    h = norm(x).reshape(b, height * width, c)
     qkv = nn.Dense(3 * c, dtype=self.dtype, param_dtype=jnp.float32, name='qkv')(h)
     qkv = qkv.reshape(b, height * width, self.num_heads, 3, ch)
     scale = 1.0 / math.sqrt(math.sqrt(ch))
@@ -206,6 +282,11 @@ class UNet(nn.Module):
     dtype: compute dtype; parameters stay float32.
     remat: rematerialise every residual and attention block in the backward
       pass (less memory for large batches, about 30% more compute).
+    impl: 'auto' (the default): 'fused' when jax's default backend is the CPU at trace
+      time, else 'xla'. 'fused' runs every GroupNorm (with its SiLU, FiLM and the
+      preceding convolution's bias) as one op with a hand-written VJP, which XLA:CPU
+      needs to train at PyTorch's speed; 'xla' leaves the plain ops to XLA's fusion (the
+      TPU/GPU choice). Same parameters and the same function either way.
   """
   image_size: int
   in_channels: int
@@ -225,6 +306,15 @@ class UNet(nn.Module):
   resblock_updown: bool = True
   dtype: Any = jnp.float32
   remat: bool = False
+  impl: str = 'auto'
+
+  def _fused(self) -> bool:
+    if self.impl not in ('auto', 'fused', 'xla'):
+      raise ValueError(f"impl must be 'auto', 'fused' or 'xla', got {self.impl!r}")
+    on_cpu = jax.default_backend() == 'cpu'
+    if on_cpu:
+      cpu_defaults.warn_if_too_late()
+    return self.impl == 'fused' or (self.impl == 'auto' and on_cpu)
 
   def _heads(self, channels: int) -> int:
     if self.num_head_channels in (None, -1):
@@ -256,6 +346,7 @@ class UNet(nn.Module):
       raise ValueError(f't must be [{b}], got {t.shape}')
     res_cls = nn.remat(ResBlock, static_argnums=(3,)) if self.remat else ResBlock
     attn_cls = nn.remat(AttentionBlock) if self.remat else AttentionBlock
+    fused_ops = self._fused()
     c = self.model_channels
     embed_dim = 4 * c
     dense = functools.partial(nn.Dense, param_dtype=jnp.float32)
@@ -281,11 +372,11 @@ class UNet(nn.Module):
     def res(out, name, **kw):
       return res_cls(out, num_groups=self.num_groups, dropout=self.dropout,
                      use_scale_shift_norm=self.use_scale_shift_norm, dtype=self.dtype,
-                     name=name, **kw)
+                     fused=fused_ops, name=name, **kw)
 
     def attn(channels, name):
       return attn_cls(self._heads(channels), num_groups=self.num_groups, dtype=self.dtype,
-                      name=name)
+                      fused=fused_ops, name=name)
 
     h = x.astype(self.dtype)
     h = _conv(int(self.channel_mult[0] * c), 'input_blocks_0_0', self.dtype)(h)
@@ -333,7 +424,10 @@ class UNet(nn.Module):
           assert h.shape[1] == ds, (h.shape, ds)
         block += 1
 
-    h = nn.silu(GroupNorm32(self.num_groups, name='out_0')(h.astype(jnp.float32)))
+    if fused_ops:
+      h = FusedGroupNorm32(self.num_groups, name='out_0')(h.astype(jnp.float32), act=True)
+    else:
+      h = nn.silu(GroupNorm32(self.num_groups, name='out_0')(h.astype(jnp.float32)))
     return _conv(self.out_channels, 'out_2', jnp.float32, zero=True)(h)
 
 
