@@ -256,7 +256,7 @@ def read_scene(path: str, near: float = depth_lib.SAMPLE_NEAR,
 
 
 class _AuthorsFormat(Exception):
-  pass
+  """Raised inside read_arrays' np.load block to leave it and read the file as the authors'."""
 
 
 class _GlmMatrix:
