@@ -49,6 +49,7 @@ def test_q_sample_and_predictions_invert_each_other():
   assert float(gaussian.eps_mse(eps, eps)) == 0.0
 
 
+@pytest.mark.slow  # two UNet compilations; make_eps_fn's test covers the guided mix
 def test_guidance_zero_is_the_conditional_prediction_and_w_mixes_the_halves():
   model = unet._TinyUNet()
   x = jax.random.normal(jax.random.key(0), (2, 16, 16, 4))
