@@ -34,7 +34,7 @@ def test_round_trip_keeps_fields_kind_and_every_array(tmp_path, params):
   assert loaded.diffusion == {'schedule': 'linear', 'num_steps': 1000}
   for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(loaded.params)):
     np.testing.assert_array_equal(np.asarray(a), b)
-  assert not [f for f in os.listdir(tmp_path) if f.endswith('.tmp')]
+  assert not [f for f in os.listdir(tmp_path) if f.endswith('.partial')]
 
 
 def test_wrong_kind_missing_file_and_foreign_file_are_named(tmp_path, params):

@@ -27,13 +27,13 @@ import dataclasses
 import io
 import os
 import pickle
-import tempfile
 import zipfile
 from typing import Iterable, NamedTuple, Sequence
 
 import numpy as np
 from PIL import Image
 
+from ivid_jax import atomic
 from ivid_jax.geometry import depth as depth_lib
 
 SUBFOLDERS = ('scenes', 'grids', 'conds', 'results', 'videos')
@@ -85,26 +85,7 @@ def make_dirs(out: str) -> dict[str, str]:
 
 
 def _atomic(path: str, write) -> str:
-  folder = os.path.dirname(os.path.abspath(path))
-  os.makedirs(folder, exist_ok=True)
-  base = os.path.basename(path)
-  fd, tmp = tempfile.mkstemp(prefix=f'.{base}.', suffix='.partial', dir=folder)
-  try:
-    with os.fdopen(fd, 'wb') as f:
-      write(f)
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files: give the usual mode
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    raise
-  return path
-
-
-def _umask() -> int:
-  mask = os.umask(0)
-  os.umask(mask)
-  return mask
+  return atomic.write_atomic(path, write)
 
 
 def write_png(path: str, image: np.ndarray) -> str:
