@@ -84,16 +84,12 @@ def make_dirs(out: str) -> dict[str, str]:
   return paths
 
 
-def _atomic(path: str, write) -> str:
-  return atomic.write_atomic(path, write)
-
-
 def write_png(path: str, image: np.ndarray) -> str:
   """float [H, W, 3] in [0, 1] (clipped) or uint8 -> PNG, atomically."""
   image = np.asarray(image)
   if image.dtype != np.uint8:
     image = to_uint8(image)
-  return _atomic(path, lambda f: Image.fromarray(image).save(f, format='PNG'))
+  return atomic.write_atomic(path, lambda f: Image.fromarray(image).save(f, format='PNG'))
 
 
 def grid(images: np.ndarray, rows: Sequence[Sequence[int]], fill: float = 0.0) -> np.ndarray:
@@ -157,7 +153,7 @@ def write_scene(path: str, scene: Scene) -> str:
       fov=np.float32(scene.fov), near=np.float32(scene.near), far=np.float32(scene.far),
       seed=np.int64(scene.seed), label=np.int64(scene.label), viewset=np.str_(scene.viewset),
       display=table)
-  return _atomic(path, lambda f: np.savez_compressed(f, **arrays))
+  return atomic.write_atomic(path, lambda f: np.savez_compressed(f, **arrays))
 
 
 class SceneArrays(NamedTuple):
