@@ -79,6 +79,20 @@ def tiny_model_files(tmp_path_factory):
 
 
 @pytest.fixture(scope='session')
+def tiny_synthetic_model_files(tmp_path_factory):
+  """{'uncond': path, 'cond': path}: tiny random UNets (16 px) with synthetic_rgbd's 5 classes.
+
+  Stored with the provenance `ivid-jax export` writes for the synthetic configs
+  (trained on r<RES>_solid), so the demo treats them as the shipped networks.
+  """
+  folder = tmp_path_factory.mktemp('tiny_synthetic_models')
+  return {kind: random_model_file(folder / f'synthetic_{kind}.msgpack',
+                                  dict(TINY_UNET, in_channels=c, num_classes=5), seed, kind=kind,
+                                  config={'input': {'tfds_config': 'r32_solid'}})
+          for seed, (kind, c) in enumerate((('uncond', 4), ('cond', 10)))}
+
+
+@pytest.fixture(scope='session')
 def synthetic_model_files(tmp_path_factory):
   """{'uncond': path, 'cond': path}: random weights in the shipped models' architecture.
 

@@ -17,19 +17,20 @@ from ivid_jax.evaluation import scenes as scenes_lib
 from ivid_jax.sampling import scene_io
 
 # Quick settings: one generated scene and the image-to-3D one, 2 DDIM steps each, 4 frames
-# of the preview renderer (the exact renderer's cost grows with the random views' noisy depth).
+# of the preview renderer (the exact renderer's cost grows with the random views' noisy depth),
+# on tiny 16 px networks (the notebook test runs the shipped 32 px architecture).
 QUICK = scenes.Options(classes=('tabletop',), seed=5, steps_uncond=2, steps_cond=2, frames=4,
                        render_mode='preview', video_scale=2, heldout=2)
 
 
 @pytest.fixture(scope='module')
-def quick_runs(synthetic_model_files, tmp_path_factory):
+def quick_runs(tiny_synthetic_model_files, tmp_path_factory):
   """The quick demo twice with the same seed (another seed gives other scenes: chain_test)."""
   out = {}
   for name, seed in (('a', 5), ('b', 5)):
     folder = tmp_path_factory.mktemp(f'demo_{name}')
-    out[name] = scenes.run_demo(str(folder), uncond=synthetic_model_files['uncond'],
-                                cond=synthetic_model_files['cond'],
+    out[name] = scenes.run_demo(str(folder), uncond=tiny_synthetic_model_files['uncond'],
+                                cond=tiny_synthetic_model_files['cond'],
                                 options=scenes.Options(**{**QUICK.__dict__, 'seed': seed}),
                                 progress=False, log=None)
   return out
@@ -44,8 +45,8 @@ def test_quick_demo_writes_grids_videos_meshes_and_reports(quick_runs):
   result = quick_runs['a']
   (scene,) = result.scenes
   assert (scene.seed, scene.label, scene.class_name) == (5, 3, 'tabletop')
-  n = 32
-  with Image.open(scene.grid_rgb) as im:  # 3 x 9 tiles of 32 px, 2 px apart
+  n = 16
+  with Image.open(scene.grid_rgb) as im:  # 3 x 9 tiles of n px, 2 px apart
     assert im.size == (2 + 9 * (n + 2), 2 + 3 * (n + 2))
   with Image.open(scene.grid_depth) as im:
     assert im.size == (2 + 9 * (n + 2), 2 + 3 * (n + 2))
@@ -79,7 +80,7 @@ def test_quick_demo_metrics_are_finite_and_ground_truth_is_a_ceiling(quick_runs)
   assert math.isfinite(scene.metrics['flatness']['flatness'])
   assert math.isfinite(scene.metrics['tsed']['tsed'])
   (gt,) = result.ground_truth
-  assert gt['name'] == 'synthetic_rgbd/r32_solid:test[3]' and gt['label'] == 3
+  assert gt['name'] == 'synthetic_rgbd/r16_solid:test[3]' and gt['label'] == 3
   assert gt['metrics']['reprojection']['psnr'] > 40  # exact scenes reproject almost exactly
   assert gt['metrics']['reprojection']['depth_inliers'] > 0.99
   assert gt['metrics']['reprojection']['coverage'] > 10 * scene.metrics['reprojection'][
@@ -91,8 +92,8 @@ def test_quick_demo_metrics_are_finite_and_ground_truth_is_a_ceiling(quick_runs)
 def test_image_to_3d_keeps_the_given_view_and_scores_the_novel_ones(quick_runs):
   i23d = quick_runs['a'].image_to_3d
   assert i23d.view0_max_abs == 0.0
-  truth = scenes.heldout_scenes(32, [2], 'solid')[2]
-  assert i23d.source == truth.name == 'synthetic_rgbd/r32_solid:test[2]'
+  truth = scenes.heldout_scenes(16, [2], 'solid')[2]
+  assert i23d.source == truth.name == 'synthetic_rgbd/r16_solid:test[2]'
   stored = scenes_lib.read_scene(i23d.files.scene)
   np.testing.assert_array_equal(stored.rgb[0], truth.rgb[0])
   assert i23d.files.label == 2 % synthetic.NUM_CLASSES
@@ -102,7 +103,7 @@ def test_image_to_3d_keeps_the_given_view_and_scores_the_novel_ones(quick_runs):
     assert math.isfinite(s[key]), key
   assert 0.0 <= s['shown_share'] <= 1.0
   with Image.open(i23d.side_by_side) as im:  # 6 rows (colour, depth) of 9 + 1 + 9 tiles
-    assert im.size == (2 + 19 * 34, 2 + 6 * 34)
+    assert im.size == (2 + 19 * 18, 2 + 6 * 18)
 
 
 def test_a_seed_gives_the_same_scenes_and_scores(quick_runs):
@@ -131,12 +132,12 @@ def test_side_by_side_puts_true_views_left_and_generated_right():
 
 
 def test_scores_of_the_true_views_are_perfect():
-  truth = scenes.heldout_scenes(32, [2], 'solid')[2]
+  truth = scenes.heldout_scenes(16, [2], 'solid')[2]
   views = ground_truth.sampler_views(truth)
 
   class Condition:  # the first half of every view shown
-    mask_rgb = np.zeros((26, 32, 32, 1), bool)
-    mask_rgb[:, :16] = True
+    mask_rgb = np.zeros((26, 16, 16, 1), bool)
+    mask_rgb[:, :8] = True
 
   s = scenes.score_against_truth(views, Condition, truth)
   assert s['psnr_all'] == s['psnr_shown'] == s['psnr_inpainted'] == ground_truth.PSNR_CAP
@@ -158,23 +159,24 @@ def test_class_names_and_labels():
     scenes.parse_classes('room', 1000)
 
 
-def test_missing_and_misplaced_model_files_are_named(tmp_path, synthetic_model_files,
+def test_missing_and_misplaced_model_files_are_named(tmp_path, tiny_synthetic_model_files,
                                                      monkeypatch):
   monkeypatch.setitem(scenes.SHIPPED, 'uncond', 'models/absent_uncond.msgpack')
   with pytest.raises(FileNotFoundError, match=r'models/absent_uncond\.msgpack.*--uncond'):
     scenes.shipped_model('uncond')
   missing = str(tmp_path / 'nope.msgpack')
   with pytest.raises(FileNotFoundError, match='nope.msgpack'):
-    scenes.run_demo(str(tmp_path), uncond=missing, cond=synthetic_model_files['cond'], log=None)
+    scenes.run_demo(str(tmp_path), uncond=missing, cond=tiny_synthetic_model_files['cond'],
+                    log=None)
   with pytest.raises(ValueError, match=r'synthetic_cond\.msgpack.*cond'):
-    scenes.run_demo(str(tmp_path), uncond=synthetic_model_files['cond'],
-                    cond=synthetic_model_files['cond'], log=None)
+    scenes.run_demo(str(tmp_path), uncond=tiny_synthetic_model_files['cond'],
+                    cond=tiny_synthetic_model_files['cond'], log=None)
 
 
-def test_the_command_names_a_missing_model_file(tmp_path, synthetic_model_files):
+def test_the_command_names_a_missing_model_file(tmp_path, tiny_synthetic_model_files):
   result = subprocess.run(
       [sys.executable, '-m', 'ivid_jax.main', 'demo', f'--uncond={tmp_path}/nope.msgpack',
-       f'--cond={synthetic_model_files["cond"]}', f'--out={tmp_path}'], capture_output=True,
+       f'--cond={tiny_synthetic_model_files["cond"]}', f'--out={tmp_path}'], capture_output=True,
       text=True, timeout=300, check=False)
   assert result.returncode != 0
   assert 'nope.msgpack' in result.stderr and 'no such model file' in result.stderr
