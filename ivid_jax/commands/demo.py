@@ -1,6 +1,6 @@
 """ivid-jax demo: 3D scenes from the shipped models, free-view videos, meshes and their scores.
 
-  ivid-jax demo                                   # about 5 minutes on 2 CPU cores
+  ivid-jax demo                                   # at most 5 minutes on 2 CPU cores
   ivid-jax demo --classes=boxes,room --seed=7 --out=outputs/demo7
   ivid-jax demo --uncond=uncond.msgpack --cond=cond.msgpack   # your own synthetic models
 
@@ -22,7 +22,7 @@ synthetic scenes of the same classes at the same cameras.
 
 Image-to-3D: view 0 of a held-out scene (--heldout, from the synthetic_rgbd
 test split, which no training scene comes from) is given instead of sampled;
-image_to_3d/side_by_side.png shows its true views beside the generated ones,
+image_to_3d/side_by_side_*.png shows its true views beside the generated ones,
 with PSNR on the pixels the condition showed and on the inpainted ones.
 
 demo.md / demo.json hold the table it prints. A --seed gives the same scenes
