@@ -49,13 +49,15 @@ def test_q_sample_and_predictions_invert_each_other():
   assert float(gaussian.eps_mse(eps, eps)) == 0.0
 
 
+@pytest.mark.slow  # two UNet compilations; make_eps_fn's test covers the guided mix
 def test_guidance_zero_is_the_conditional_prediction_and_w_mixes_the_halves():
   model = unet._TinyUNet()
   x = jax.random.normal(jax.random.key(0), (2, 16, 16, 4))
   t, c = jnp.array([10, 700]), jnp.array([2, 3])
   params = jax.jit(model.init)(jax.random.key(1), x, t, c)['params']
   params = jax.tree.map(lambda p: p + 0.02 * jnp.cos(jnp.arange(p.size).reshape(p.shape)), params)
-  apply = jax.jit(lambda xx, tt, cc: model.apply({'params': params}, xx, tt, cc))
+  jitted = jax.jit(model.apply)  # params as an argument, not baked into the program
+  apply = lambda xx, tt, cc: jitted({'params': params}, xx, tt, cc)
   np.testing.assert_array_equal(guidance.guided_eps(apply, x, t, c, 0.0), apply(x, t, c))
   w = 3.0
   expected = (1 + w) * apply(x, t, c) - w * apply(x, t, jnp.array([-1, -1]))

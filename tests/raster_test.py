@@ -1,5 +1,6 @@
 """The jnp rasteriser: coverage, fill rule, depth, facing, large triangles, culling."""
 
+import jax
 import numpy as np
 import pytest
 
@@ -7,13 +8,17 @@ from ivid_jax.geometry import cameras
 from ivid_jax.geometry import mesh
 from ivid_jax.geometry import raster
 
+# Jitted as its callers run it: eagerly, each primitive of its loops would dispatch on its own.
+_rasterize = jax.jit(raster.rasterize, static_argnames=('height', 'width', 'near', 'far',
+                                                        'window', 'chunk', 'resolve'))
+
 NEAR, FAR = 0.1, 200.0
 
 
 def _render_plane(depth_map, modelview, size):
   m = mesh.depth_to_mesh(depth_map, cameras.view0())
   clip = raster.project(m.positions, modelview, cameras.perspective(45.0, NEAR, FAR))
-  frags = raster.rasterize(clip[None], m.faces[None], height=size, width=size, near=NEAR, far=FAR)
+  frags = _rasterize(clip[None], m.faces[None], height=size, width=size, near=NEAR, far=FAR)
   return m, frags
 
 
@@ -38,7 +43,7 @@ def test_a_face_covers_exactly_the_samples_inside_it():
   size = 37
   tri = np.array([[[-0.7, -0.5, -2.0], [0.8, -0.2, -2.5], [-0.1, 0.9, -1.5]]], np.float32)
   clip = raster.project(tri, np.eye(4, dtype=np.float32), cameras.perspective(45.0, NEAR, FAR))
-  frags = raster.rasterize(clip, np.array([[[0, 1, 2]]], np.int32), height=size,
+  frags = _rasterize(clip, np.array([[[0, 1, 2]]], np.int32), height=size,
                            width=size, near=NEAR, far=FAR)
   c = np.asarray(clip[0])
   sx = (c[:, 0] / c[:, 3] + 1) * size / 2
@@ -71,13 +76,13 @@ def test_nearer_surface_occludes_farther_one_whatever_the_order(near_first):
   faces = np.concatenate([first.faces, second.faces + n * n])
   mv = cameras.orbit_camera(0.1, 0.05)
   clip = raster.project(positions, mv, cameras.perspective(45.0, NEAR, FAR))
-  frags = raster.rasterize(clip[None], faces[None], height=48, width=48, near=NEAR, far=FAR)
+  frags = _rasterize(clip[None], faces[None], height=48, width=48, near=NEAR, far=FAR)
   face = np.asarray(frags.face[0])
   near_faces = (face < len(first.faces)) if near_first else (face >= len(first.faces))
   covered = face >= 0
   # The near plane hides the far one wherever both are seen (it covers less
   # of the image, being smaller in the frame of the rotated camera).
-  near_visible = np.asarray(raster.rasterize(
+  near_visible = np.asarray(_rasterize(
       raster.project(near_m.positions, mv, cameras.perspective(45.0, NEAR, FAR))[None],
       near_m.faces[None], height=48, width=48, near=NEAR, far=FAR).covered[0])
   np.testing.assert_array_equal(near_faces & covered, near_visible)
@@ -91,13 +96,13 @@ def test_cull_back_discards_back_faces_only():
   behind = cameras.look_at((0.0, 0.0, -3.0), (0.0, 0.0, 0.0))
   clip = raster.project(m.positions, behind, cameras.perspective(45.0, NEAR, FAR))[None]
   faces = m.faces[None]
-  kept = raster.rasterize(clip, faces, height=32, width=32, near=NEAR, far=FAR)
+  kept = _rasterize(clip, faces, height=32, width=32, near=NEAR, far=FAR)
   assert bool(np.any(kept.covered)) and not bool(np.any(kept.front))
   cull = np.ones(faces.shape[:2], bool)
-  culled = raster.rasterize(clip, faces, height=32, width=32, near=NEAR, far=FAR, cull_back=cull)
+  culled = _rasterize(clip, faces, height=32, width=32, near=NEAR, far=FAR, cull_back=cull)
   assert not bool(np.any(culled.covered))
   front = raster.project(m.positions, cameras.view0(), cameras.perspective(45.0, NEAR, FAR))[None]
-  seen = raster.rasterize(front, faces, height=32, width=32, near=NEAR, far=FAR, cull_back=cull)
+  seen = _rasterize(front, faces, height=32, width=32, near=NEAR, far=FAR, cull_back=cull)
   assert bool(np.any(seen.covered))
 
 
@@ -113,5 +118,5 @@ def test_interpolate_reproduces_linear_attributes():
 
 def test_input_contracts():
   with pytest.raises(ValueError, match='clip must be'):
-    raster.rasterize(np.zeros((3, 4)), np.zeros((1, 1, 3), np.int32), height=4, width=4,
+    _rasterize(np.zeros((3, 4)), np.zeros((1, 1, 3), np.int32), height=4, width=4,
                      near=NEAR, far=FAR)

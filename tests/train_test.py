@@ -174,6 +174,7 @@ def _check_same_step(state, batch, runs):
         assert float(np.abs(a - b).max()) <= 1e-5 * scale, (name, what)
 
 
+@pytest.mark.slow  # three compilations of the step (about a minute on 2 cores)
 def test_the_step_is_the_same_on_1_device_8_devices_and_with_fsdp(start):
   eight = parallel.make_mesh()
   _check_same_step(*start, {

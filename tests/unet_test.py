@@ -54,32 +54,47 @@ def test_timestep_embedding_is_cos_first_on_raw_timesteps():
                              rtol=1e-5, atol=1e-6)
 
 
-def test_tiny_unet_shapes_gradients_dtype_and_remat():
+def _tiny_setup():
   model = unet._TinyUNet()
   x = jax.random.normal(jax.random.key(0), (2, 16, 16, 4))
   t, c = jnp.array([3, 900]), jnp.array([1, -1])
   params = jax.jit(model.init)(jax.random.key(1), x, t, c)['params']
-  assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(params))
-
-  def loss(p, m):
-    return jnp.mean(m.apply({'params': p}, x, t, c) ** 2)
-
-  # The zero-initialised output conv makes the first output exactly 0.
-  np.testing.assert_array_equal(model.apply({'params': params}, x, t, c), 0.0)
   perturbed = jax.tree.map(lambda p: p + 0.01 * jnp.sin(jnp.arange(p.size).reshape(p.shape)),
                            params)
-  grads = jax.jit(jax.grad(loss), static_argnums=1)(perturbed, model)
+  return model, x, t, c, params, perturbed
+
+
+def _loss(p, m, x, t, c):
+  return jnp.mean(m.apply({'params': p}, x, t, c) ** 2)
+
+
+_grad = jax.jit(jax.grad(_loss), static_argnums=1)
+
+
+def test_tiny_unet_shapes_gradients_and_dtype():
+  model, x, t, c, params, perturbed = _tiny_setup()
+  assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(params))
+  apply = jax.jit(model.apply)
+  # The zero-initialised output conv makes the first output exactly 0.
+  np.testing.assert_array_equal(apply({'params': params}, x, t, c), 0.0)
+  grads = _grad(perturbed, model, x, t, c)
   assert all(bool(jnp.all(jnp.isfinite(g))) for g in jax.tree.leaves(grads))
-  remat_grads = jax.jit(jax.grad(loss), static_argnums=1)(perturbed, unet._TinyUNet(remat=True))
-  for a, b in zip(jax.tree.leaves(grads), jax.tree.leaves(remat_grads)):
-    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-7)
   y16 = jax.jit(unet._TinyUNet(dtype=jnp.bfloat16).apply)({'params': perturbed}, x, t, c)
-  y32 = jax.jit(model.apply)({'params': perturbed}, x, t, c)
+  y32 = apply({'params': perturbed}, x, t, c)
   assert y16.dtype == jnp.float32  # the output head runs in float32
   # bfloat16 keeps 8 significant bits (relative rounding 2^-9 = 0.2% per operation); through
   # the tiny net's ~15 layers they add up to 0.64% of the output scale (max error / max |y|,
   # measured). 5% allows deeper accumulation and still fails for a lost cast or an overflow.
   np.testing.assert_allclose(y16, y32, atol=0.05 * float(jnp.abs(y32).max()))
+
+
+@pytest.mark.slow  # one more compilation of the UNet's gradient (about 30 s on 2 cores)
+def test_remat_gives_the_same_gradients():
+  model, x, t, c, _, perturbed = _tiny_setup()
+  grads = _grad(perturbed, model, x, t, c)
+  remat_grads = _grad(perturbed, unet._TinyUNet(remat=True), x, t, c)
+  for a, b in zip(jax.tree.leaves(grads), jax.tree.leaves(remat_grads)):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-7)
 
 
 def test_bad_inputs_are_rejected():
@@ -95,7 +110,7 @@ def test_labels_outside_the_table_are_an_error_eagerly_and_at_the_host(null):
   model = unet._TinyUNet(has_null_class=null)
   x = jnp.zeros((2, 16, 16, 4))
   t = jnp.zeros((2,), jnp.int32)
-  params = model.init(jax.random.key(0), x, t, jnp.zeros((2,), jnp.int32))
+  params = jax.jit(model.init)(jax.random.key(0), x, t, jnp.zeros((2,), jnp.int32))
   bad = jnp.array([0, -1 if not null else 4])
   with pytest.raises(ValueError, match='class labels must be 0..3'):
     model.apply(params, x, t, bad)

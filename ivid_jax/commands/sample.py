@@ -73,6 +73,7 @@ def main(argv: list[str]) -> None:
   from ivid_jax.sampling import chain  # pylint: disable=g-import-not-at-top
   from ivid_jax.sampling import photo  # pylint: disable=g-import-not-at-top
   from ivid_jax.sampling import sampler  # pylint: disable=g-import-not-at-top
+  from ivid_jax import atomic  # pylint: disable=g-import-not-at-top
   from ivid_jax.sampling import scene_io  # pylint: disable=g-import-not-at-top
   from ivid_jax.sampling import viewsets  # pylint: disable=g-import-not-at-top
   import jax  # pylint: disable=g-import-not-at-top
@@ -102,8 +103,8 @@ def main(argv: list[str]) -> None:
               'viewset': _VIEWSET.value, 'seeds': seeds, 'classes': classes,
               'image': _IMAGE.value, 'depth': _DEPTH.value, 'guidance': _GUIDANCE.value,
               'settings': settings._asdict(), 'devices': jax.device_count()}
-    scene_io._atomic(os.path.join(_OUT.value, 'run.json'),  # pylint: disable=protected-access
-                     lambda f: f.write(json.dumps(record, indent=1).encode()))
+    atomic.write_atomic(os.path.join(_OUT.value, 'run.json'),
+                        lambda f: f.write(json.dumps(record, indent=1).encode()))
     start, done = time.time(), 0
     import numpy as np  # pylint: disable=g-import-not-at-top
     batches = sampler.generate(

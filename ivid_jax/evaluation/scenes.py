@@ -14,6 +14,7 @@ from typing import Any, Iterator, NamedTuple
 
 import numpy as np
 
+from ivid_jax import atomic
 from ivid_jax.sampling import scene_io
 
 DEFAULT_FOV = 45.0
@@ -65,7 +66,7 @@ def write_scene(path: str | os.PathLike, scene: Scene, **extra: Any) -> str:
   scene = check_scene(scene, path)
   arrays = dict(color=scene.rgb, depth=scene.depth, modelview=scene.modelview,
                 fov=np.float32(scene.fov), **{k: np.asarray(v) for k, v in extra.items()})
-  return scene_io._atomic(path, lambda f: np.savez_compressed(f, **arrays))  # pylint: disable=protected-access
+  return atomic.write_atomic(path, lambda f: np.savez_compressed(f, **arrays))
 
 
 def read_scene(path: str | os.PathLike) -> Scene:

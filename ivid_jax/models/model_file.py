@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from typing import Any, Mapping, NamedTuple
 
 import jax
 import numpy as np
 from flax import serialization
 
+from ivid_jax import atomic
 from ivid_jax.models import unet as unet_lib
 
 FORMAT = 'ivid-jax-model'
@@ -115,19 +115,7 @@ def save(path: str | os.PathLike, *, unet: Mapping[str, Any], params: Any,
           **_jsonable(provenance)}
   state = {'meta': json.dumps(meta), 'params': jax.tree.map(np.asarray, jax.device_get(params))}
   data = serialization.msgpack_serialize(state)
-  folder = os.path.dirname(path)
-  os.makedirs(folder, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + '.', suffix='.tmp', dir=folder)
-  try:
-    with os.fdopen(fd, 'wb') as f:
-      f.write(data)
-      f.flush()
-      os.fsync(f.fileno())
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    raise
+  atomic.write_atomic(path, lambda f: f.write(data))
   return path
 
 

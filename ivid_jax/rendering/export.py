@@ -30,6 +30,7 @@ import numpy as np
 from absl import logging
 from PIL import Image
 
+from ivid_jax import atomic
 from ivid_jax.geometry import cameras
 from ivid_jax.geometry import depth as depth_lib
 from ivid_jax.geometry import mesh as mesh_lib
@@ -120,7 +121,7 @@ def fuse(scene: scene_io.Scene, *, atol: float = 0.03, rtol: float = 0.03) -> Fu
 
 
 def _write(path: str, data: bytes) -> str:
-  return scene_io._atomic(path, lambda f: f.write(data))  # pylint: disable=protected-access
+  return atomic.write_atomic(path, lambda f: f.write(data))
 
 
 def ply_bytes(positions: np.ndarray, colors: np.ndarray, normals: np.ndarray | None = None,
@@ -243,7 +244,7 @@ def write_gif(path: str, frames: np.ndarray, fps: float = 30.0) -> str:
     images[0].save(f, format='GIF', save_all=True, append_images=images[1:],
                    duration=int(round(1000.0 / fps)), loop=0)
 
-  return scene_io._atomic(path, save)  # pylint: disable=protected-access
+  return atomic.write_atomic(path, save)
 
 
 def write_mp4(path: str, frames: np.ndarray, fps: float = 30.0) -> str | None:

@@ -2,7 +2,7 @@
 
   nets = sampler.load_networks('uncond.msgpack', 'cond.msgpack', guidance=3.0)
   for batch in sampler.generate(nets, seeds=range(8), viewset='3x9', batch_size=4):
-    ...  # batch.views [B, V, N, N, 4], batch.conditions, batch.seeds, batch.classes
+    print(batch.seeds, batch.views.shape)  # views [B, V, N, N, 4]; .conditions, .classes
 
 Networks come as model files (`models.model_file`: what `ivid-jax export` and
 `ivid-jax convert-checkpoint` write), checked for their kind and for matching

@@ -27,13 +27,13 @@ import dataclasses
 import io
 import os
 import pickle
-import tempfile
 import zipfile
 from typing import Iterable, NamedTuple, Sequence
 
 import numpy as np
 from PIL import Image
 
+from ivid_jax import atomic
 from ivid_jax.geometry import depth as depth_lib
 
 SUBFOLDERS = ('scenes', 'grids', 'conds', 'results', 'videos')
@@ -84,35 +84,12 @@ def make_dirs(out: str) -> dict[str, str]:
   return paths
 
 
-def _atomic(path: str, write) -> str:
-  folder = os.path.dirname(os.path.abspath(path))
-  os.makedirs(folder, exist_ok=True)
-  base = os.path.basename(path)
-  fd, tmp = tempfile.mkstemp(prefix=f'.{base}.', suffix='.partial', dir=folder)
-  try:
-    with os.fdopen(fd, 'wb') as f:
-      write(f)
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files: give the usual mode
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    raise
-  return path
-
-
-def _umask() -> int:
-  mask = os.umask(0)
-  os.umask(mask)
-  return mask
-
-
 def write_png(path: str, image: np.ndarray) -> str:
   """float [H, W, 3] in [0, 1] (clipped) or uint8 -> PNG, atomically."""
   image = np.asarray(image)
   if image.dtype != np.uint8:
     image = to_uint8(image)
-  return _atomic(path, lambda f: Image.fromarray(image).save(f, format='PNG'))
+  return atomic.write_atomic(path, lambda f: Image.fromarray(image).save(f, format='PNG'))
 
 
 def grid(images: np.ndarray, rows: Sequence[Sequence[int]], fill: float = 0.0) -> np.ndarray:
@@ -176,7 +153,7 @@ def write_scene(path: str, scene: Scene) -> str:
       fov=np.float32(scene.fov), near=np.float32(scene.near), far=np.float32(scene.far),
       seed=np.int64(scene.seed), label=np.int64(scene.label), viewset=np.str_(scene.viewset),
       display=table)
-  return _atomic(path, lambda f: np.savez_compressed(f, **arrays))
+  return atomic.write_atomic(path, lambda f: np.savez_compressed(f, **arrays))
 
 
 class SceneArrays(NamedTuple):
@@ -256,7 +233,7 @@ def read_scene(path: str, near: float = depth_lib.SAMPLE_NEAR,
 
 
 class _AuthorsFormat(Exception):
-  pass
+  """Raised inside read_arrays' np.load block to leave it and read the file as the authors'."""
 
 
 class _GlmMatrix:
