@@ -48,9 +48,12 @@ setuptools.setup(
     package_data={'ivid_jax.bundled_data': ['*.npz', '*.md', 'models/*.msgpack']},
     install_requires=INSTALL_REQUIRES,
     extras_require={
-        # pytest, nbclient + a kernel (and mediapy) to execute the Colab notebooks, OpenCV for
-        # the TSED/Telea tests, and an ffmpeg for the MP4 writer's test.
-        'test': ['pytest>=9.2,<10', 'nbclient>=0.11,<0.12', 'nbformat>=5.11,<6',
+        # pytest (xdist: the suite is mostly single-threaded XLA compilation, so one worker per
+        # core nearly halves it on 2 cores), nbclient + a kernel (and mediapy) to execute the
+        # Colab notebooks, OpenCV for the TSED/Telea tests, and an ffmpeg for the MP4 writer's
+        # test.
+        'test': ['pytest>=9.2,<10', 'pytest-xdist>=3.8,<4', 'nbclient>=0.11,<0.12',
+                 'nbformat>=5.11,<6',
                  'ipykernel>=7.4,<8', 'opencv-python-headless>=5.0,<5.1',
                  'imageio-ffmpeg>=0.8.1,<0.9', 'mediapy>=1.2.7,<1.3',
                  # CI exercises clu's real TensorBoard writers (the trainer falls back to its own

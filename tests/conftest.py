@@ -13,13 +13,17 @@ import atexit  # pylint: disable=g-import-not-at-top
 import shutil  # pylint: disable=g-import-not-at-top
 import tempfile  # pylint: disable=g-import-not-at-top
 
-# One persistent compilation cache for the session, this process and the command-line tests'
+# One persistent compilation cache per test process, shared with the command-line tests'
 # subprocesses (they inherit the environment): XLA:CPU compilation is most of the suite's time,
-# and the commands compile the programs the in-process tests already compiled.
-if 'JAX_COMPILATION_CACHE_DIR' not in os.environ:
-  _CACHE = tempfile.mkdtemp(prefix='ivid_jax_test_jit_cache_')
-  atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
-  os.environ['JAX_COMPILATION_CACHE_DIR'] = _CACHE
+# and the commands compile the programs the in-process tests already compiled. pytest-xdist's
+# workers inherit the controller's environment: each gets its own folder under one base, since
+# JAX writes cache entries without a lock and a worker could read another's half-written file.
+if 'JAX_COMPILATION_CACHE_DIR' not in os.environ or '_IVID_JAX_TEST_CACHE' in os.environ:
+  if '_IVID_JAX_TEST_CACHE' not in os.environ:
+    os.environ['_IVID_JAX_TEST_CACHE'] = tempfile.mkdtemp(prefix='ivid_jax_test_jit_cache_')
+    atexit.register(shutil.rmtree, os.environ['_IVID_JAX_TEST_CACHE'], ignore_errors=True)
+  os.environ['JAX_COMPILATION_CACHE_DIR'] = os.path.join(
+      os.environ['_IVID_JAX_TEST_CACHE'], os.environ.get('PYTEST_XDIST_WORKER', 'main'))
   os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0.5')
 
 import numpy as np  # pylint: disable=g-import-not-at-top
