@@ -105,29 +105,3 @@ def tiny_synthetic_model_files(tmp_path_factory):
                                   dict(TINY_UNET, in_channels=c, num_classes=5), seed, kind=kind,
                                   config={'input': {'tfds_config': 'r32_solid'}})
           for seed, (kind, c) in enumerate((('uncond', 4), ('cond', 10)))}
-
-
-@pytest.fixture(scope='session')
-def synthetic_model_files(tmp_path_factory):
-  """{'uncond': path, 'cond': path}: random weights in the shipped models' architecture.
-
-  The UNets of configs/synthetic_{uncond,cond}.py (32 px, 32 channels, the 5
-  synthetic_rgbd classes), with the training config's provenance as `ivid-jax
-  export` writes it, so the demo runs on them exactly as on the shipped files.
-  """
-  from ivid_jax.configs import synthetic_cond  # pylint: disable=g-import-not-at-top
-  from ivid_jax.configs import synthetic_uncond  # pylint: disable=g-import-not-at-top
-  from ivid_jax.models import model_file  # pylint: disable=g-import-not-at-top
-  from ivid_jax.training import checkpoint  # pylint: disable=g-import-not-at-top
-  folder = tmp_path_factory.mktemp('synthetic_models')
-  paths = {}
-  for seed, (kind, config) in enumerate((('uncond', synthetic_uncond.get_config()),
-                                         ('cond', synthetic_cond.get_config()))):
-    model = checkpoint.make_model(config)
-    fields = {k: getattr(model, k) for k in model_file.unet_field_names()}
-    paths[kind] = random_model_file(
-        folder / f'synthetic_{kind}.msgpack', fields, seed, kind=kind,
-        diffusion={'schedule': config.diffusion.schedule,
-                   'num_steps': int(config.diffusion.num_steps)},
-        config={'input': {'tfds_config': config.input.tfds_config}})
-  return paths
