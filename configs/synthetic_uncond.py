@@ -36,6 +36,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.preview.num = 16
   config.preview.steps = 50
   config.preview.guidance = 1.0
+  # A network this briefly trained predicts x_0 far outside [-1, 1] at large t; unclipped,
+  # DDIM then ends in saturated noise even when the network has learned the scenes.
+  config.preview.clip_denoised = True
   if arg == 'runlocal':
     config.total_steps = 20
     config.log_every_steps = 5

@@ -113,6 +113,21 @@ def test_samplers_recover_the_data_point_of_a_perfect_model():
   np.testing.assert_allclose(ddpm, x0_true, atol=1e-3)
 
 
+def test_clip_denoised_keeps_an_overshooting_prediction_in_range():
+  # A perfect model of a data point outside [-1, 1]: unclipped, both samplers return it (the
+  # authors' sampling); clipped, x_0 is clipped in every step and both return the clipped point.
+  x0_true = jnp.linspace(-2.0, 2.0, 2 * 8 * 8 * 4).reshape(2, 8, 8, 4)
+  s, eps_fn = _oracle(x0_true)
+  x_T = jax.random.normal(jax.random.key(0), x0_true.shape)
+  clipped = np.clip(np.asarray(x0_true), -1.0, 1.0)
+  for clip, want, atol in ((False, x0_true, 1e-3), (True, clipped, 1e-5)):
+    ddim = samplers.ddim_sample(eps_fn, None, jax.random.key(1), x_T, s, steps=25,
+                                clip_denoised=clip)
+    np.testing.assert_allclose(ddim, want, atol=atol)
+    ddpm = samplers.ddpm_sample(eps_fn, None, jax.random.key(1), x_T, s, clip_denoised=clip)
+    np.testing.assert_allclose(ddpm, want, atol=10 * atol)
+
+
 # Reference 4.3 as a plain float64 numpy loop, written from the text, not from samplers.py.
 
 

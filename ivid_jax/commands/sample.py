@@ -46,6 +46,9 @@ _CLASSES = flags.DEFINE_string(
 _STEPS_UNCOND = flags.DEFINE_integer('steps_uncond', 1000, 'Steps for view 0: the schedule '
                                      'length (1000) runs DDPM, fewer run DDIM.')
 _STEPS_COND = flags.DEFINE_integer('steps_cond', 50, 'DDIM steps for every further view.')
+_CLIP = flags.DEFINE_bool('clip_denoised', False, 'Clip the predicted x_0 to [-1, 1] in every '
+                          "step (ADM's default; the authors sample without it). Helps networks "
+                          'trained briefly, such as the shipped synthetic ones.')
 _GUIDANCE = flags.DEFINE_float('guidance', 3.0, 'Classifier-free guidance w: (1 + w) eps_c - w '
                                'eps_null (the authors: 3 for pictures, 0.5 for metrics).')
 _BATCH_SIZE = flags.DEFINE_integer('batch_size', 8, 'Scenes per chain call (rounded up to a '
@@ -97,7 +100,8 @@ def main(argv: list[str]) -> None:
       first_views = [view0] * len(seeds)
       if classes is None and nets.num_classes is not None:
         classes = '-1' if nets.has_null_class else 'mod'
-    settings = chain.Settings(steps_uncond=_STEPS_UNCOND.value, steps_cond=_STEPS_COND.value)
+    settings = chain.Settings(steps_uncond=_STEPS_UNCOND.value, steps_cond=_STEPS_COND.value,
+                              clip_denoised=_CLIP.value)
     paths = scene_io.make_dirs(_OUT.value)
     record = {'uncond': nets.sources.get('uncond'), 'cond': nets.sources.get('cond'),
               'viewset': _VIEWSET.value, 'seeds': seeds, 'classes': classes,

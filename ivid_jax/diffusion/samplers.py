@@ -27,12 +27,13 @@ EpsFn = Callable[[Any, Array, Array, Array], Array]
 EditFn = Callable[[Any, Array, Array], Array]
 
 
-@functools.partial(jax.jit, static_argnames=('eps_fn',))
+@functools.partial(jax.jit, static_argnames=('eps_fn', 'clip_denoised'))
 def ddpm_sample(eps_fn: EpsFn, aux: Any, key: Array, x_T: Array,  # pylint: disable=invalid-name
-                schedule: Schedule) -> Array:
+                schedule: Schedule, *, clip_denoised: bool = False) -> Array:
   """Ancestral sampling over all T steps with the fixed posterior variance.
 
-  x_0 = sqrt(1/alpha_bar) x_t - sqrt(1/alpha_bar - 1) eps (not clipped), then
+  x_0 = sqrt(1/alpha_bar) x_t - sqrt(1/alpha_bar - 1) eps, not clipped as the
+  authors sample (clip_denoised: clipped to [-1, 1] as ADM's default), then
   x_{t-1} ~ N(posterior mean, posterior variance); no noise at t = 0.
   """
   b = x_T.shape[0]
@@ -42,6 +43,8 @@ def ddpm_sample(eps_fn: EpsFn, aux: Any, key: Array, x_T: Array,  # pylint: disa
     k_model, k_noise = jax.random.split(jax.random.fold_in(key, i))
     tt = jnp.full((b,), t, jnp.int32)
     x0 = gaussian.predict_x0(schedule, x, tt, eps_fn(aux, k_model, x, tt))
+    if clip_denoised:
+      x0 = jnp.clip(x0, -1.0, 1.0)
     mean = schedule.posterior_mean_coef_x0[t] * x0 + schedule.posterior_mean_coef_xt[t] * x
     std = jnp.where(t > 0, jnp.exp(0.5 * schedule.posterior_log_variance[t]), 0.0)
     return mean + std * jax.random.normal(k_noise, x.shape, x.dtype), None
@@ -61,15 +64,19 @@ def ddim_timesteps(num_steps: int, steps: int) -> tuple[Array, Array]:
   return jump * (i + 1), jump * i
 
 
-@functools.partial(jax.jit, static_argnames=('eps_fn', 'steps', 'edit_fn'))
+@functools.partial(jax.jit, static_argnames=('eps_fn', 'steps', 'edit_fn', 'clip_denoised'))
 def ddim_sample(eps_fn: EpsFn, aux: Any, key: Array, x_T: Array,  # pylint: disable=invalid-name
                 schedule: Schedule, *, steps: int = 50, eta: float = 0.0,
-                edit_fn: EditFn | None = None, edit_aux: Any = None) -> Array:
+                edit_fn: EditFn | None = None, edit_aux: Any = None,
+                clip_denoised: bool = False) -> Array:
   """DDIM (Song et al. 2021) as the authors run it.
 
   The network sees t - 1 (999, 979, ... for 50 steps); x_0 is edited, eps is
   recomputed from it, and x_prev = sqrt(alpha_bar_prev) x_0 + sqrt(1 -
   alpha_bar_prev - sigma^2) eps + sigma noise. The last step returns x_0.
+  clip_denoised clips x_0 to [-1, 1] before the edits (ADM's default; the
+  authors sample without it): short-trained networks, whose x_0 at large t is
+  far outside the data range, then still give pictures.
   """
   b = x_T.shape[0]
   ts, t_prevs = ddim_timesteps(schedule.num_steps, steps)
@@ -79,6 +86,8 @@ def ddim_sample(eps_fn: EpsFn, aux: Any, key: Array, x_T: Array,  # pylint: disa
     k_model, k_noise = jax.random.split(jax.random.fold_in(key, i))
     tt = jnp.full((b,), t - 1, jnp.int32)
     x0 = gaussian.predict_x0(schedule, x, tt, eps_fn(aux, k_model, x, tt))
+    if clip_denoised:
+      x0 = jnp.clip(x0, -1.0, 1.0)
     last = t_prev == 0
     if edit_fn is not None:
       x0 = edit_fn(edit_aux, x0, last)

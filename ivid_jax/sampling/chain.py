@@ -68,6 +68,7 @@ class Settings(NamedTuple):
   erode_rgb: int = 3
   ssaa: int = 3
   group: int | None = None  # scenes aggregated together; None: 1 on CPU, all elsewhere
+  clip_denoised: bool = False  # x_0 clipped to [-1, 1] in every step (the authors: never)
 
 
 class Chain(NamedTuple):
@@ -90,13 +91,15 @@ def _view_noise(key: Array, shape: tuple[int, ...]) -> tuple[Array, Array]:
 
 
 def _first_view(net: Network, key: Array, classes: Array | None, shape: tuple[int, ...],
-                steps: int) -> Array:
+                steps: int, clip_denoised: bool = False) -> Array:
   """View 0 of one scene: x_0 [1, N, N, 4] in [-1, 1]."""
   x_T, k = _view_noise(jax.random.fold_in(key, 0), shape)  # pylint: disable=invalid-name
   aux = {'params': net.params, 'classes': classes}
   if steps >= net.schedule.num_steps:
-    return samplers.ddpm_sample(net.eps_fn, aux, k, x_T, net.schedule)
-  return samplers.ddim_sample(net.eps_fn, aux, k, x_T, net.schedule, steps=steps)
+    return samplers.ddpm_sample(net.eps_fn, aux, k, x_T, net.schedule,
+                                clip_denoised=clip_denoised)
+  return samplers.ddim_sample(net.eps_fn, aux, k, x_T, net.schedule, steps=steps,
+                              clip_denoised=clip_denoised)
 
 
 def _next_view(net: Network, key: Array, classes: Array | None, cond: aggregate.Condition,
@@ -110,7 +113,8 @@ def _next_view(net: Network, key: Array, classes: Array | None, cond: aggregate.
                               inputs['depth_convex'], s.replace_rgb, s.replace_depth,
                               s.constrain_depth)
   return samplers.ddim_sample(net.eps_fn, aux, k, x_T, net.schedule, steps=s.steps_cond,
-                              eta=s.eta, edit_fn=samplers.inpaint_edit, edit_aux=edit)
+                              eta=s.eta, edit_fn=samplers.inpaint_edit, edit_aux=edit,
+                              clip_denoised=s.clip_denoised)
 
 
 def _condition(views: Array, modelviews: Array, valid: Array, target: Array,
@@ -184,7 +188,7 @@ def run_chain(uncond: Network | None, cond: Network | None, keys: Array, classes
     if uncond is None:
       raise ValueError('the chain needs the unconditional network or a given first view')
     x0 = jax.vmap(lambda k, c: _first_view(uncond, k, per_scene_classes(c), shape,
-                                           s.steps_uncond)[0])(keys, cls)
+                                           s.steps_uncond, s.clip_denoised)[0])(keys, cls)
     rgbd0 = x0 / 2.0 + 0.5
   else:
     rgbd0 = jnp.asarray(first_view, jnp.float32)

@@ -436,7 +436,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> state
     with progress.timed('preview'):
       samples = previews.sample(
           params, preview_inputs, model=model, kind=config.kind, steps=int(config.preview.steps),
-          guidance_w=float(config.preview.guidance), schedule_name=cfg.schedule,
+          guidance_w=float(config.preview.guidance), clip_denoised=config.preview.clip_denoised,
+          schedule_name=cfg.schedule,
           num_steps=cfg.num_steps, sharding=parallel.replicated(mesh))
       picture = previews.grid(samples, preview_inputs, config.kind)
     if jax.process_index() == 0:
