@@ -52,6 +52,7 @@ _MEASURE = flags.DEFINE_list('measure', ['demo', 'inpaint', 'reprojection'], 'Wh
 _STEPS_UNCOND = flags.DEFINE_integer('steps_uncond', demo.Options.steps_uncond, 'View 0 steps.')
 _STEPS_COND = flags.DEFINE_integer('steps_cond', demo.Options.steps_cond, 'Further views steps.')
 _GUIDANCE = flags.DEFINE_float('guidance', demo.Options.guidance, 'Guidance w.')
+_CLIP = flags.DEFINE_bool('clip_denoised', demo.Options.clip_denoised, 'Clip x_0 in every step.')
 
 
 def _inpaint(nets, settings, truth):
@@ -96,7 +97,8 @@ def main(argv):
   uncond = _UNCOND.value or demo.shipped_model('uncond')
   cond = _COND.value or demo.shipped_model('cond')
   nets = demo.load_networks(uncond, cond, _GUIDANCE.value)
-  settings = chain.Settings(steps_uncond=_STEPS_UNCOND.value, steps_cond=_STEPS_COND.value)
+  settings = chain.Settings(steps_uncond=_STEPS_UNCOND.value, steps_cond=_STEPS_COND.value,
+                            clip_denoised=_CLIP.value)
   textures = demo.training_textures(uncond)
   rows = []
   if 'demo' in _MEASURE.value:

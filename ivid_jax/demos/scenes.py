@@ -68,6 +68,9 @@ class Options:
   steps_uncond: int = 50  # DDIM steps of view 0
   steps_cond: int = 20  # DDIM steps of each further view
   guidance: float = 3.0  # classifier-free guidance w (the authors' value for pictures)
+  # x_0 clipped to [-1, 1] in every DDIM step: the shipped networks are briefly trained and
+  # overshoot at large t (the authors sample unclipped; False for their networks).
+  clip_denoised: bool = True
   frames: int = 60  # frames of the swing video
   render_mode: str = 'exact'  # 'exact' (the authors' fusion renderer) or 'preview'
   video_scale: int = 4  # nearest-neighbour enlargement of the video frames, for viewing
@@ -373,7 +376,8 @@ def image_to_3d(nets: sampler.Networks, first_view: np.ndarray, out_dir: str, *,
   """
   if label is None and nets.num_classes is not None:
     label = -1 if nets.has_null_class else 0
-  settings = chain.Settings(steps_uncond=options.steps_uncond, steps_cond=options.steps_cond)
+  settings = chain.Settings(steps_uncond=options.steps_uncond, steps_cond=options.steps_cond,
+                            clip_denoised=options.clip_denoised)
   given = np.asarray(first_view, np.float32)
   batch = _sample(nets, [seed], None if nets.num_classes is None else [label], '3x9',
                   given[None], settings, 'views 1-26', progress)
@@ -432,7 +436,8 @@ def run_demo(out_dir: str, *, uncond: str | None = None, cond: str | None = None
   nets = load_networks(uncond, cond, opts.guidance)
   labels = parse_classes(opts.classes, nets.num_classes)
   n = nets.image_size
-  settings = chain.Settings(steps_uncond=opts.steps_uncond, steps_cond=opts.steps_cond)
+  settings = chain.Settings(steps_uncond=opts.steps_uncond, steps_cond=opts.steps_cond,
+                            clip_denoised=opts.clip_denoised)
   stage('load')
 
   wanted = ([opts.heldout] if opts.heldout is not None else []) + (
