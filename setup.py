@@ -44,19 +44,24 @@ setuptools.setup(
     # The top-level configs/ and data/ folders install inside the package, so
     # an installed `ivid-jax` finds its default config and bundled images.
     package_dir={'ivid_jax.configs': 'configs', 'ivid_jax.bundled_data': 'data'},
-    package_data={'ivid_jax.bundled_data': ['*.npz', '*.md']},
+    # models/: the demo's shipped synthetic networks (ivid-jax demo).
+    package_data={'ivid_jax.bundled_data': ['*.npz', '*.md', 'models/*.msgpack']},
     install_requires=INSTALL_REQUIRES,
     extras_require={
         # pytest (xdist: the suite is mostly single-threaded XLA compilation, so one worker per
-        # core nearly halves it on 2 cores), nbclient + a kernel to execute the Colab notebooks,
-        # OpenCV for the TSED/Telea tests, and an ffmpeg for the MP4 writer's test.
+        # core nearly halves it on 2 cores), nbclient + a kernel (and mediapy) to execute the
+        # Colab notebooks, OpenCV for the TSED/Telea tests, and an ffmpeg for the MP4 writer's
+        # test.
         'test': ['pytest>=9.2,<10', 'pytest-xdist>=3.8,<4', 'nbclient>=0.11,<0.12',
                  'nbformat>=5.11,<6',
                  'ipykernel>=7.4,<8', 'opencv-python-headless>=5.0,<5.1',
-                 'imageio-ffmpeg>=0.8.1,<0.9',
+                 'imageio-ffmpeg>=0.8.1,<0.9', 'mediapy>=1.2.7,<1.3',
                  # CI exercises clu's real TensorBoard writers (the trainer falls back to its own
                  # writer without them; tests cover both).
                  'tensorflow-cpu>=2.21,<2.22', 'tensorboard>=2.21,<2.22'],
+        # colab/quickstart.ipynb shows the free-view videos inline with mediapy (it brings
+        # matplotlib, which plots the metrics); the test suite executes the notebook.
+        'colab': ['mediapy>=1.2.7,<1.3'],
         # MP4 videos from `ivid-jax render`: an ffmpeg binary in a wheel (165 MB, so optional;
         # without it render writes GIFs, or uses an ffmpeg found on the PATH).
         'video': ['imageio-ffmpeg>=0.8.1,<0.9'],

@@ -22,6 +22,9 @@ class Command(NamedTuple):
 
 # In the order a user meets them.
 COMMANDS: dict[str, Command] = {
+    'demo': Command('ivid_jax.commands.demo',
+                    '3D scenes from the shipped models: grids, free-view videos, meshes, '
+                    'image-to-3D, scores (no download, a few minutes on a CPU)'),
     'warp-demo': Command('ivid_jax.commands.warp_demo',
                          "forward-backward warps of the bundled images (the conditional "
                          "model's training conditions)"),

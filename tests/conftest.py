@@ -56,9 +56,8 @@ TINY_UNET = dict(image_size=16, in_channels=4, model_channels=16, out_channels=4
                  num_head_channels=8, num_classes=4, has_null_class=True)
 
 
-@pytest.fixture(scope='session')
-def tiny_model_files(tmp_path_factory):
-  """{'uncond': path, 'cond': path}: model files of tiny random UNets, params drawn with numpy.
+def random_model_file(path, fields: dict, seed: int, **meta) -> str:
+  """A model file of UNet(**fields) with params drawn with numpy (no init compiled).
 
   The output convolution is scaled down so that the random eps stay O(1) and the
   chain's views O(1) rather than O(100) (every view is still noise-like).
@@ -66,24 +65,43 @@ def tiny_model_files(tmp_path_factory):
   import jax  # pylint: disable=g-import-not-at-top
   from ivid_jax.models import model_file  # pylint: disable=g-import-not-at-top
   from ivid_jax.models import unet  # pylint: disable=g-import-not-at-top
+  net = unet.UNet(**fields)
+  s, c = fields['image_size'], fields['in_channels']
+  shapes = jax.eval_shape(lambda: net.init(
+      jax.random.key(0), np.zeros((1, s, s, c), np.float32), np.zeros((1,), np.int32),
+      np.zeros((1,), np.int32)))['params']
+  rng = np.random.default_rng(seed)
+
+  def draw(path, leaf):
+    if len(leaf.shape) == 1:
+      return (0.1 * rng.standard_normal(leaf.shape)).astype(np.float32)
+    scale = 1.0 / np.sqrt(np.prod(leaf.shape[:-1]))
+    if 'out_2' in jax.tree_util.keystr(path):
+      scale *= 0.1
+    return (scale * rng.standard_normal(leaf.shape)).astype(np.float32)
+
+  params = jax.tree_util.tree_map_with_path(draw, shapes)
+  return model_file.save(path, unet=fields, params=params, **meta)
+
+
+@pytest.fixture(scope='session')
+def tiny_model_files(tmp_path_factory):
+  """{'uncond': path, 'cond': path}: model files of tiny random UNets (random_model_file)."""
   folder = tmp_path_factory.mktemp('tiny_models')
-  paths = {}
-  for seed, (kind, channels) in enumerate((('uncond', 4), ('cond', 10))):
-    fields = dict(TINY_UNET, in_channels=channels)
-    net = unet.UNet(**fields)
-    shapes = jax.eval_shape(lambda net=net, c=channels: net.init(
-        jax.random.key(0), np.zeros((1, 16, 16, c), np.float32), np.zeros((1,), np.int32),
-        np.zeros((1,), np.int32)))['params']
-    rng = np.random.default_rng(seed)
+  return {kind: random_model_file(folder / f'{kind}.msgpack', dict(TINY_UNET, in_channels=c),
+                                  seed)
+          for seed, (kind, c) in enumerate((('uncond', 4), ('cond', 10)))}
 
-    def draw(path, leaf, rng=rng):
-      if len(leaf.shape) == 1:
-        return (0.1 * rng.standard_normal(leaf.shape)).astype(np.float32)
-      scale = 1.0 / np.sqrt(np.prod(leaf.shape[:-1]))
-      if 'out_2' in jax.tree_util.keystr(path):
-        scale *= 0.1
-      return (scale * rng.standard_normal(leaf.shape)).astype(np.float32)
 
-    params = jax.tree_util.tree_map_with_path(draw, shapes)
-    paths[kind] = model_file.save(folder / f'{kind}.msgpack', unet=fields, params=params)
-  return paths
+@pytest.fixture(scope='session')
+def tiny_synthetic_model_files(tmp_path_factory):
+  """{'uncond': path, 'cond': path}: tiny random UNets (16 px) with synthetic_rgbd's 5 classes.
+
+  Stored with the provenance `ivid-jax export` writes for the synthetic configs
+  (trained on r<RES>_solid), so the demo treats them as the shipped networks.
+  """
+  folder = tmp_path_factory.mktemp('tiny_synthetic_models')
+  return {kind: random_model_file(folder / f'synthetic_{kind}.msgpack',
+                                  dict(TINY_UNET, in_channels=c, num_classes=5), seed, kind=kind,
+                                  config={'input': {'tfds_config': 'r32_solid'}})
+          for seed, (kind, c) in enumerate((('uncond', 4), ('cond', 10)))}

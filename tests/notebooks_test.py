@@ -9,11 +9,23 @@ from nbclient import NotebookClient
 COLAB = os.path.join(os.path.dirname(__file__), '..', 'colab')
 
 
-@pytest.mark.parametrize('name', ['warp_demo.ipynb'])
-def test_notebook_executes(name, tmp_path):
+# Per notebook: the outputs a full run shows (PNG images, and mediapy's inline <video>s).
+EXPECTED = {
+    'warp_demo.ipynb': {'png': 2, 'video': 0},
+    # Quick offline mode (IVID_DEMO_QUICK): one scene's two grids, the metrics plot, the
+    # photo's grid; the scene's and the photo's videos.
+    'quickstart.ipynb': {'png': 4, 'video': 2},
+}
+
+
+@pytest.mark.parametrize('name', sorted(EXPECTED))
+def test_notebook_executes(name, tmp_path, monkeypatch):
   nb = nbformat.read(os.path.join(COLAB, name), as_version=4)
   # One simulated device is enough here; keep the notebook's environment plain.
   env_backup = os.environ.pop('XLA_FLAGS', None)
+  # The quickstart in its offline mode (the shipped models), quick settings.
+  monkeypatch.setenv('IVID_DEMO_QUICK', '1')
+  monkeypatch.delenv('IVID_DEMO_MODELS', raising=False)
   try:
     NotebookClient(nb, timeout=600, kernel_name='python3',
                    resources={'metadata': {'path': str(tmp_path)}}).execute()
@@ -23,10 +35,12 @@ def test_notebook_executes(name, tmp_path):
   outputs = [o for cell in nb.cells if cell.cell_type == 'code' for o in cell.outputs]
   assert not [o for o in outputs if o.output_type == 'error']
   images = [o for o in outputs if 'image/png' in o.get('data', {})]
-  assert len(images) == 2
+  videos = [o for o in outputs if '<video' in o.get('data', {}).get('text/html', '')]
+  assert {'png': len(images), 'video': sum(o['data']['text/html'].count('<video')
+                                           for o in videos)} == EXPECTED[name]
 
 
-@pytest.mark.parametrize('name', ['warp_demo.ipynb'])
+@pytest.mark.parametrize('name', sorted(EXPECTED))
 def test_notebook_installs_from_the_project_repository(name):
   import ivid_jax  # pylint: disable=g-import-not-at-top
   nb = nbformat.read(os.path.join(COLAB, name), as_version=4)

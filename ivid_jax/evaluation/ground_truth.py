@@ -49,23 +49,27 @@ _SSIM_C1, _SSIM_C2 = 0.01 ** 2, 0.03 ** 2  # (K L)^2 for data range L = 1
 
 
 def synthetic_scenes(resolution: int = 64, split: str = 'test', start: int = 0, num: int = 4,
-                     views: Sequence[int] | None = None, seed: int = 0
+                     views: Sequence[int] | None = None, seed: int = 0, textures: str = 'mixed'
                      ) -> list[scenes_lib.Scene]:
   """Scenes start..start+num-1 of a synthetic_rgbd split as `Scene`s (linear depth).
 
   Rendered directly by `synthetic_rgbd.generate` (no TFDS build). views: which
   of the 33 stored views (default the 27 of the 3x9 set, in generation order).
+  textures: 'mixed' (the r<RES> configs) or 'solid' (r<RES>_solid, what the
+  synthetic training configs use).
   """
   from ivid_jax.data import synthetic_rgbd  # pylint: disable=g-import-not-at-top
   config = synthetic_rgbd.SyntheticRgbdConfig(
-      name=f'r{resolution}', resolution=resolution, num_train=num, num_test=num, seed=seed)
+      name=f'r{resolution}', resolution=resolution, num_train=num, num_test=num, seed=seed,
+      textures=textures)
   batch = synthetic_rgbd.generate(config, split, start, num)
   views = list(range(27)) if views is None else list(views)
   # (Two steps: `[:, views, ..., 0]` would move the indexed axis to the front.)
   depth = np.asarray(depth_lib.linearize_depth(batch['depth'][:, views][..., 0],
                                                depth_lib.TRAIN_NEAR, depth_lib.TRAIN_FAR))
+  variant = f'r{resolution}' + ('' if textures == 'mixed' else f'_{textures}')
   return [scenes_lib.Scene(batch['rgb'][i, views], depth[i], batch['modelview'][i, views],
-                           name=f'synthetic_rgbd/r{resolution}:{split}[{start + i}]')
+                           name=f'synthetic_rgbd/{variant}:{split}[{start + i}]')
           for i in range(num)]
 
 

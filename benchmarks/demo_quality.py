@@ -1,0 +1,142 @@
+"""The quality the demo must show (issue 12, section 3), for given model files: one table.
+
+  python benchmarks/demo_quality.py [--uncond=FILE --cond=FILE] [--num_scenes=10]
+      [--measure=inpaint,reprojection,demo]
+
+Defaults: the shipped synthetic models (data/models/), the demo's sampler
+settings (DDIM 50 for view 0 and 20 for the others, guidance 3), scenes of
+the synthetic_rgbd test split at the networks' resolution with the textures
+they were trained on (rendered by the dataset's generator: no TFDS build).
+
+(a) inpaint: the conditional network against OpenCV's Telea inpainting of the
+    same condition, on the pixels the condition does not show (PSNR, SSIM),
+    with `evaluation.ground_truth.score_synthetic_split`: every view 1..26 of
+    the 3x9 order of --num_scenes test scenes, conditioned on the TRUE earlier
+    views, drawn by the chain's own per-view step with the scene's class.
+(b) reprojection: reprojection PSNR between neighbouring views (each view
+    against its 2 nearest) of generated 3x9 scenes (scene i: class i % 5, seed
+    i, as test scene i) and of the test scenes themselves at the same cameras.
+(c) demo: the wall time of `ivid-jax demo` with its defaults, compilation
+    included, in this process's first run (run it first: --measure=demo,...).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import platform
+import tempfile
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import app
+from absl import flags
+
+from ivid_jax.data import synthetic
+from ivid_jax.demos import scenes as demo
+from ivid_jax.evaluation import consistency
+from ivid_jax.evaluation import ground_truth
+from ivid_jax.evaluation import report
+from ivid_jax.evaluation import scenes as scenes_lib
+from ivid_jax.sampling import aggregate
+from ivid_jax.sampling import chain
+from ivid_jax.sampling import sampler
+from ivid_jax.sampling import scene_io
+
+_UNCOND = flags.DEFINE_string('uncond', None, 'Unconditional model file (default: shipped).')
+_COND = flags.DEFINE_string('cond', None, 'Conditional model file (default: shipped).')
+_NUM_SCENES = flags.DEFINE_integer('num_scenes', 10, 'Test scenes for (a) and (b).')
+_MEASURE = flags.DEFINE_list('measure', ['demo', 'inpaint', 'reprojection'], 'Which rows.')
+_STEPS_UNCOND = flags.DEFINE_integer('steps_uncond', demo.Options.steps_uncond, 'View 0 steps.')
+_STEPS_COND = flags.DEFINE_integer('steps_cond', demo.Options.steps_cond, 'Further views steps.')
+_GUIDANCE = flags.DEFINE_float('guidance', demo.Options.guidance, 'Guidance w.')
+_CLIP = flags.DEFINE_bool('clip_denoised', demo.Options.clip_denoised, 'Clip x_0 in every step.')
+
+
+def _inpaint(nets, settings, truth):
+  """(a): mean scores of the model and of Telea over the test scenes."""
+
+  @jax.jit
+  def sample(params, schedule, condition, key, label):
+    net = chain.Network(nets.cond.eps_fn, params, schedule)
+    cond = aggregate.Condition(**{k: condition[k] for k in aggregate.Condition._fields})
+    keys = jax.random.split(key, cond.color.shape[0])
+    classes = None if nets.num_classes is None else jnp.full((1,), label, jnp.int32)
+    # The chain's own step for a further view (the view index only enters its keys).
+    step = lambda k, c: chain._next_view(  # pylint: disable=protected-access
+        net, k, classes, c, jnp.int32(1), settings)[0]
+    return jax.vmap(step)(keys, cond) / 2.0 + 0.5
+
+  per_scene = []
+  for i, scene in enumerate(truth):
+    label = jnp.int32(i % synthetic.NUM_CLASSES)  # test scene i has class i % 5
+    fn = lambda c, k, label=label: sample(nets.cond.params, nets.cond.schedule, c, k, label)
+    per_scene.append(ground_truth.score_synthetic_split(fn, scenes=[scene], seed=1000 + i))
+  mean = lambda who, key: float(np.nanmean([s[who][key] for s in per_scene]))
+  return {who: {k: mean(who, k) for k in per_scene[0][who]} for who in ('model', 'telea')}
+
+
+def _reprojection(nets, settings, truth, folder):
+  """(b): mean reprojection PSNR of generated scenes and of the true ones."""
+  labels = [i % synthetic.NUM_CLASSES for i in range(len(truth))] if nets.num_classes else None
+  paths = []
+  for batch in sampler.generate(nets, range(len(truth)), viewset='3x9', classes=labels,
+                                batch_size=4, settings=settings):
+    for scene, _ in scene_io.scenes_from_batch(batch, settings):
+      paths.append(scene_io.write_scene(os.path.join(folder, f'{len(paths)}.npz'), scene))
+  generated = consistency.score_scenes([scenes_lib.read_scene(p) for p in paths],
+                                       metrics=('reprojection',))['mean']['reprojection']
+  true = ground_truth.consistency_ceilings(truth, tsed=False)['reprojection']
+  return generated, true
+
+
+def main(argv):
+  del argv
+  uncond = _UNCOND.value or demo.shipped_model('uncond')
+  cond = _COND.value or demo.shipped_model('cond')
+  nets = demo.load_networks(uncond, cond, _GUIDANCE.value)
+  settings = chain.Settings(steps_uncond=_STEPS_UNCOND.value, steps_cond=_STEPS_COND.value,
+                            clip_denoised=_CLIP.value)
+  textures = demo.training_textures(uncond)
+  rows = []
+  if 'demo' in _MEASURE.value:
+    with tempfile.TemporaryDirectory() as folder:
+      start = time.time()
+      result = demo.run_demo(folder, uncond=uncond, cond=cond, progress=False, log=None)
+      wall = time.time() - start
+    rows.append(['(c) `ivid-jax demo` wall time, s (defaults, compilation included)',
+                 wall, '', '', '<= 300'])
+    rows.append(['(c) of which sampling (view 0 + views 1-26), s',
+                 result.times['view 0 (G_u)'] + result.times['views 1-26 (G_c)'], '', '', ''])
+  truth = ground_truth.synthetic_scenes(nets.image_size, 'test', 0, _NUM_SCENES.value,
+                                        textures=textures)
+  if 'inpaint' in _MEASURE.value:
+    out = _inpaint(nets, settings, truth)
+    for key, name in (('psnr_inpainted', 'PSNR'), ('ssim_inpainted', 'SSIM')):
+      rows.append([f'(a) {name} on inpainted pixels, model vs Telea ({len(truth)} scenes x 26 '
+                   'views)', out['model'][key], out['telea'][key],
+                   out['model'][key] - out['telea'][key], 'model > Telea'])
+    rows.append(['(a) PSNR on all pixels, model vs Telea', out['model']['psnr_all'],
+                 out['telea']['psnr_all'], out['model']['psnr_all'] - out['telea']['psnr_all'],
+                 ''])
+  if 'reprojection' in _MEASURE.value:
+    with tempfile.TemporaryDirectory() as folder:
+      generated, true = _reprojection(nets, settings, truth, folder)
+    rows.append([f'(b) reprojection PSNR of neighbours, generated vs ground truth '
+                 f'({len(truth)} scenes)', generated['psnr'], true['psnr'],
+                 generated['psnr'] - true['psnr'], 'within 3 dB'])
+    rows.append(['(b) overlap of neighbours, generated vs ground truth', generated['coverage'],
+                 true['coverage'], generated['coverage'] - true['coverage'], ''])
+  print(f'# demo quality: {os.path.basename(uncond)} + {os.path.basename(cond)}, '
+        f'{nets.image_size} px synthetic_rgbd test split ({textures} textures), DDIM '
+        f'{settings.steps_uncond}/{settings.steps_cond}, guidance {_GUIDANCE.value}; '
+        f'{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, '
+        f'JAX {jax.__version__} on {jax.devices()[0].platform}\n')
+  print(report.markdown_table(['measurement', 'ivid-jax', 'reference', 'difference', 'target'],
+                              rows))
+
+
+if __name__ == '__main__':
+  app.run(main)

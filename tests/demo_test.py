@@ -1,0 +1,217 @@
+"""The main demo (`ivid-jax demo`): the scenes, videos, meshes, image-to-3D and scores it writes."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ivid_jax.data import synthetic
+from ivid_jax.demos import scenes
+from ivid_jax.evaluation import ground_truth
+from ivid_jax.evaluation import scenes as scenes_lib
+from ivid_jax.models import model_file
+from ivid_jax.sampling import scene_io
+
+# Quick settings: one generated scene and the image-to-3D one, 2 DDIM steps each, 4 frames
+# of the preview renderer (the exact renderer's cost grows with the random views' noisy depth),
+# on tiny 16 px networks (the notebook test runs the shipped 32 px architecture).
+QUICK = scenes.Options(classes=('tabletop',), seed=5, steps_uncond=2, steps_cond=2, frames=4,
+                       render_mode='preview', video_scale=2, heldout=2)
+
+
+@pytest.fixture(scope='module')
+def quick_runs(tiny_synthetic_model_files, tmp_path_factory):
+  """The quick demo twice with the same seed (another seed gives other scenes: chain_test)."""
+  out = {}
+  for name, seed in (('a', 5), ('b', 5)):
+    folder = tmp_path_factory.mktemp(f'demo_{name}')
+    out[name] = scenes.run_demo(str(folder), uncond=tiny_synthetic_model_files['uncond'],
+                                cond=tiny_synthetic_model_files['cond'],
+                                options=scenes.Options(**{**QUICK.__dict__, 'seed': seed}),
+                                progress=False, log=None)
+  return out
+
+
+def _gif_frames(path):
+  with Image.open(path) as im:
+    return im.n_frames, im.size
+
+
+def test_quick_demo_writes_grids_videos_meshes_and_reports(quick_runs):
+  result = quick_runs['a']
+  (scene,) = result.scenes
+  assert (scene.seed, scene.label, scene.class_name) == (5, 3, 'tabletop')
+  n = 16
+  with Image.open(scene.grid_rgb) as im:  # 3 x 9 tiles of n px, 2 px apart
+    assert im.size == (2 + 9 * (n + 2), 2 + 3 * (n + 2))
+  with Image.open(scene.grid_depth) as im:
+    assert im.size == (2 + 9 * (n + 2), 2 + 3 * (n + 2))
+  # Colour | depth side by side, enlarged twice; one GIF frame per trajectory frame.
+  assert _gif_frames(scene.gif) == (QUICK.frames, (2 * n * 2, n * 2))
+  with open(scene.mp4, 'rb') as f:
+    assert f.read(12)[4:8] == b'ftyp'
+  ply, glb = scene.meshes
+  with open(ply, 'rb') as f:
+    header = f.read(300).split(b'end_header')[0].decode()
+  assert header.startswith('ply\nformat binary_little_endian 1.0')
+  assert int(header.split('element vertex ')[1].split()[0]) > 0
+  with open(glb, 'rb') as f:
+    assert f.read(4) == b'glTF'
+  stored = scene_io.read_scene(scene.scene)
+  assert stored.views.shape == (27, n, n, 4) and stored.viewset == '3x9'
+  report = json.load(open(result.report[0]))
+  assert report['scenes'][0]['name'] == scene.name
+  assert set(result.times) >= {'load', 'view 0 (G_u)', 'ground truth scenes (the wait for them)',
+                               'views 1-26 (G_c)', 'render', 'export', 'metrics', 'total'}
+  summary = result.summary()
+  assert scene.name in summary and result.image_to_3d.side_by_side in summary
+
+
+def test_quick_demo_metrics_are_finite_and_ground_truth_is_a_ceiling(quick_runs):
+  result = quick_runs['a']
+  (scene,) = result.scenes
+  # Random networks draw noise, whose depth leaves neighbours almost no overlap: the PSNR is
+  # then undefined (NaN, no pair covers 1%); coverage, TSED and flatness are always defined.
+  assert math.isfinite(scene.metrics['reprojection']['coverage'])
+  assert math.isfinite(scene.metrics['flatness']['flatness'])
+  assert math.isfinite(scene.metrics['tsed']['tsed'])
+  (gt,) = result.ground_truth
+  assert gt['name'] == 'synthetic_rgbd/r16_solid:test[3]' and gt['label'] == 3
+  assert gt['metrics']['reprojection']['psnr'] > 40  # exact scenes reproject almost exactly
+  assert gt['metrics']['reprojection']['depth_inliers'] > 0.99
+  assert gt['metrics']['reprojection']['coverage'] > 10 * scene.metrics['reprojection'][
+      'coverage']
+  # The image-to-3D scene keeps its true view 0, so its views overlap and the PSNR exists.
+  assert math.isfinite(result.image_to_3d.files.metrics['reprojection']['psnr'])
+
+
+def test_image_to_3d_keeps_the_given_view_and_scores_the_novel_ones(quick_runs):
+  i23d = quick_runs['a'].image_to_3d
+  assert i23d.view0_max_abs == 0.0
+  truth = scenes.heldout_scenes(16, [2], 'solid')[2]
+  assert i23d.source == truth.name == 'synthetic_rgbd/r16_solid:test[2]'
+  stored = scenes_lib.read_scene(i23d.files.scene)
+  np.testing.assert_array_equal(stored.rgb[0], truth.rgb[0])
+  assert i23d.files.label == 2 % synthetic.NUM_CLASSES
+  s = i23d.scores
+  assert len(s['psnr_per_view']) == 26 and all(math.isfinite(p) for p in s['psnr_per_view'])
+  for key in ('psnr_all', 'psnr_inpainted', 'ssim_all', 'depth_abs_rel'):
+    assert math.isfinite(s[key]), key
+  assert 0.0 <= s['shown_share'] <= 1.0
+  with Image.open(i23d.side_by_side) as im:  # 6 rows (colour, depth) of 9 + 1 + 9 tiles
+    assert im.size == (2 + 19 * 18, 2 + 6 * 18)
+
+
+def test_a_seed_gives_the_same_scenes_and_scores(quick_runs):
+  a, b = quick_runs['a'], quick_runs['b']
+  for x, y in ((a.scenes[0], b.scenes[0]), (a.image_to_3d.files, b.image_to_3d.files)):
+    sx, sy = scene_io.read_arrays(x.scene), scene_io.read_arrays(y.scene)
+    np.testing.assert_array_equal(sx.color, sy.color)
+    np.testing.assert_array_equal(sx.depth, sy.depth)
+    np.testing.assert_equal(x.metrics, y.metrics)  # NaN (undefined PSNR) equals NaN here
+  np.testing.assert_equal(a.image_to_3d.scores, b.image_to_3d.scores)
+
+
+def test_side_by_side_puts_true_views_left_and_generated_right():
+  v, n = 3, 4
+  true = np.zeros((v, n, n, 4), np.float32)
+  gen = np.ones((v, n, n, 4), np.float32)
+  true[..., 3] = gen[..., 3] = 0.5
+  out = scenes.side_by_side(true, gen, [(2, 0, 1)])
+  p = scene_io.GRID_PADDING
+  tile = lambda row, col: out[p + row * (n + p):p + row * (n + p) + n,
+                              p + col * (n + p):p + col * (n + p) + n]
+  assert out.shape == (p + 2 * (n + p), p + 7 * (n + p), 3)
+  assert (tile(0, 0) == 0).all() and (tile(0, 4) == 1).all()  # true black | generated white
+  assert (tile(0, 3) == 1).all()  # the gap column
+  np.testing.assert_allclose(tile(1, 0), scene_io.colorize_depth(np.full((n, n), 0.5)))
+
+
+def test_scores_of_the_true_views_are_perfect():
+  truth = scenes.heldout_scenes(16, [2], 'solid')[2]
+  views = ground_truth.sampler_views(truth)
+
+  class Condition:  # the first half of every view shown
+    mask_rgb = np.zeros((26, 16, 16, 1), bool)
+    mask_rgb[:, :8] = True
+
+  s = scenes.score_against_truth(views, Condition, truth)
+  assert s['psnr_all'] == s['psnr_shown'] == s['psnr_inpainted'] == ground_truth.PSNR_CAP
+  assert s['shown_share'] == 0.5
+  # Depth beyond the sampler's far plane (5) saturates at z = 1, and depth_error clips the
+  # truth to the same range; what is left is float32 rounding of the z round trip.
+  assert s['depth_abs_rel'] < 1e-5
+  assert s['psnr_per_view'] == [ground_truth.PSNR_CAP] * 26
+
+
+def test_the_shipped_models_are_the_synthetic_configs_exported_ema_networks():
+  from ivid_jax.configs import synthetic_cond  # pylint: disable=g-import-not-at-top
+  from ivid_jax.configs import synthetic_uncond  # pylint: disable=g-import-not-at-top
+  total = 0
+  for kind, config in (('uncond', synthetic_uncond.get_config()),
+                       ('cond', synthetic_cond.get_config())):
+    path = scenes.shipped_model(kind)
+    total += os.path.getsize(path)
+    mf = model_file.load(path, expect_kind=kind)
+    assert mf.meta['weights'].startswith('EMA') and mf.meta['step'] > 0
+    assert mf.meta['config']['input']['tfds_config'] == config.input.tfds_config
+    for field in ('image_size', 'in_channels', 'model_channels', 'channel_mult', 'num_classes'):
+      assert tuple(np.atleast_1d(getattr(mf.model, field))) == tuple(
+          np.atleast_1d(config.model[field])), field
+  assert total <= 20 * 2 ** 20  # the issue's budget for the repository
+
+
+def test_class_names_and_labels():
+  assert scenes.parse_classes('spheres,room,2', 5) == [0, 4, 2]
+  assert scenes.parse_classes(('boxes', 1), 5) == [1, 1]
+  with pytest.raises(ValueError, match='unknown class'):
+    scenes.parse_classes('chairs', 5)
+  with pytest.raises(ValueError, match='outside 0..4'):
+    scenes.parse_classes('7', 5)
+  with pytest.raises(ValueError, match='give labels'):
+    scenes.parse_classes('room', 1000)
+
+
+def test_missing_and_misplaced_model_files_are_named(tmp_path, tiny_synthetic_model_files,
+                                                     monkeypatch):
+  monkeypatch.setitem(scenes.SHIPPED, 'uncond', 'models/absent_uncond.msgpack')
+  with pytest.raises(FileNotFoundError, match=r'models/absent_uncond\.msgpack.*--uncond'):
+    scenes.shipped_model('uncond')
+  missing = str(tmp_path / 'nope.msgpack')
+  with pytest.raises(FileNotFoundError, match='nope.msgpack'):
+    scenes.run_demo(str(tmp_path), uncond=missing, cond=tiny_synthetic_model_files['cond'],
+                    log=None)
+  with pytest.raises(ValueError, match=r'synthetic_cond\.msgpack.*cond'):
+    scenes.run_demo(str(tmp_path), uncond=tiny_synthetic_model_files['cond'],
+                    cond=tiny_synthetic_model_files['cond'], log=None)
+
+
+def test_the_command_names_a_missing_model_file(tmp_path, tiny_synthetic_model_files):
+  result = subprocess.run(
+      [sys.executable, '-m', 'ivid_jax.main', 'demo', f'--uncond={tmp_path}/nope.msgpack',
+       f'--cond={tiny_synthetic_model_files["cond"]}', f'--out={tmp_path}'], capture_output=True,
+      text=True, timeout=300, check=False)
+  assert result.returncode != 0
+  assert 'nope.msgpack' in result.stderr and 'no such model file' in result.stderr
+
+
+@pytest.mark.slow
+def test_the_default_demo_with_the_shipped_models_within_five_minutes(tmp_path):
+  """README command 1 as a user runs it (the shipped models, default settings)."""
+  result = subprocess.run([sys.executable, '-m', 'ivid_jax.main', 'demo', f'--out={tmp_path}'],
+                          capture_output=True, text=True, timeout=1200, check=False)
+  assert result.returncode == 0, result.stderr[-2000:]
+  report = json.load(open(tmp_path / 'demo.json'))
+  assert len(report['scenes']) == len(scenes.DEFAULT_CLASSES)
+  for scene in report['scenes']:
+    for key in ('grid_rgb', 'grid_depth', 'gif', 'scene'):
+      assert os.path.isfile(scene[key]), key
+    assert math.isfinite(scene['metrics']['reprojection']['psnr'])
+  assert report['image_to_3d']['view0_max_abs'] == 0.0
+  # Its wall time is measured by benchmarks/demo_quality.py (row (c)), not asserted here.
+  assert report['times']['total'] > 0
