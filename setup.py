@@ -48,8 +48,8 @@ setuptools.setup(
     package_data={'ivid_jax.bundled_data': ['*.npz', '*.md', 'models/*.msgpack']},
     install_requires=INSTALL_REQUIRES,
     extras_require={
-        # pytest (xdist: the suite is mostly single-threaded XLA compilation, so one worker per
-        # core nearly halves it on 2 cores), nbclient + a kernel (and mediapy) to execute the
+        # pytest (xdist: the suite is mostly XLA compilation, so one worker per core runs it
+        # about 1.4x faster on 2 cores), nbclient + a kernel (and mediapy) to execute the
         # Colab notebooks, OpenCV for the TSED/Telea tests, and an ffmpeg for the MP4 writer's
         # test.
         'test': ['pytest>=9.2,<10', 'pytest-xdist>=3.8,<4', 'nbclient>=0.11,<0.12',

@@ -88,9 +88,11 @@ def build_authors_step(authors_src: str, backbone_args: dict, batch_size: int,
   else:
     framework = InpaintCFG(net, p_uncond=0.1)
     mask = (torch.rand(batch_size, 1, size, size, generator=gen) > 0.5).float()
+    # Their 10-channel G_c input has a separate RGB mask (without it they build 9 channels).
+    mask_rgb = mask * (torch.rand(batch_size, 1, size, size, generator=gen) > 0.2).float()
     y = torch.randn(batch_size, c_out, size, size, generator=gen)
-    kwargs = {'x_0': x0, 'y': y, 'mask': mask, 'classes': classes}
-    x_in = framework.make_cond_inputs(x0, y, mask)
+    kwargs = {'x_0': x0, 'y': y, 'mask': mask, 'mask_rgb': mask_rgb, 'classes': classes}
+    x_in = framework.make_cond_inputs(x0, y, mask, mask_rgb=mask_rgb)
   optimizer = torch.optim.AdamW(net.parameters(), lr=1e-4, weight_decay=0.0)
 
   def forward() -> float:
