@@ -50,6 +50,9 @@ _GUIDANCE = flags.DEFINE_float('guidance', 3.0, 'Classifier-free guidance w.')
 _CLIP = flags.DEFINE_bool('clip_denoised', True, 'Clip the predicted x_0 to [-1, 1] in every '
                           'step: the shipped networks are briefly trained and overshoot without '
                           "it (--noclip_denoised: the authors' unclipped sampling).")
+_ERODE = flags.DEFINE_integer('erode_rgb', None, "Radius (pixels) of the conditions' RGB erosion; "
+                              "default: the authors' 3 px at 128 px scaled to the networks' "
+                              'resolution (1 at 32 px).', lower_bound=1)
 _FRAMES = flags.DEFINE_integer('frames', 60, 'Frames of each swing video.')
 _MODE = flags.DEFINE_enum('mode', 'exact', ['exact', 'preview'], "Renderer: the authors' fusion "
                           'renderer, or fast point splatting.')
@@ -72,7 +75,7 @@ def main(argv: list[str]) -> None:
   options = scenes.Options(
       classes=tuple(_CLASSES.value), seed=_SEED.value, steps_uncond=_STEPS_UNCOND.value,
       steps_cond=_STEPS_COND.value, guidance=_GUIDANCE.value,
-      clip_denoised=_CLIP.value, frames=_FRAMES.value,
+      clip_denoised=_CLIP.value, erode_rgb=_ERODE.value, frames=_FRAMES.value,
       render_mode=_MODE.value, video_scale=_VIDEO_SCALE.value,
       heldout=None if _HELDOUT.value < 0 else _HELDOUT.value, ceilings=_CEILINGS.value,
       metrics=tuple(_METRICS.value), export=tuple(_EXPORT.value))

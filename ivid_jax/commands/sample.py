@@ -49,6 +49,9 @@ _STEPS_COND = flags.DEFINE_integer('steps_cond', 50, 'DDIM steps for every furth
 _CLIP = flags.DEFINE_bool('clip_denoised', False, 'Clip the predicted x_0 to [-1, 1] in every '
                           "step (ADM's default; the authors sample without it). Helps networks "
                           'trained briefly, such as the shipped synthetic ones.')
+_ERODE = flags.DEFINE_integer('erode_rgb', None, "Radius (pixels) of the conditions' RGB erosion; "
+                              "default: the authors' 3 px at 128 px scaled to the networks' "
+                              'resolution (3 at 128 px as they sample, 1 at 32 px).', lower_bound=1)
 _GUIDANCE = flags.DEFINE_float('guidance', 3.0, 'Classifier-free guidance w: (1 + w) eps_c - w '
                                'eps_null (the authors: 3 for pictures, 0.5 for metrics).')
 _BATCH_SIZE = flags.DEFINE_integer('batch_size', 8, 'Scenes per chain call (rounded up to a '
@@ -101,7 +104,9 @@ def main(argv: list[str]) -> None:
       if classes is None and nets.num_classes is not None:
         classes = '-1' if nets.has_null_class else 'mod'
     settings = chain.Settings(steps_uncond=_STEPS_UNCOND.value, steps_cond=_STEPS_COND.value,
-                              clip_denoised=_CLIP.value)
+                              clip_denoised=_CLIP.value,
+                              erode_rgb=(chain.scaled_erode_rgb(nets.image_size)
+                                         if _ERODE.value is None else _ERODE.value))
     paths = scene_io.make_dirs(_OUT.value)
     record = {'uncond': nets.sources.get('uncond'), 'cond': nets.sources.get('cond'),
               'viewset': _VIEWSET.value, 'seeds': seeds, 'classes': classes,

@@ -71,6 +71,9 @@ class Options:
   # x_0 clipped to [-1, 1] in every DDIM step: the shipped networks are briefly trained and
   # overshoot at large t (the authors sample unclipped; False for their networks).
   clip_denoised: bool = True
+  # RGB erosion of the conditions (pixels); None: the authors' 3 px at 128 px scaled to the
+  # networks' resolution (`chain.scaled_erode_rgb`: 1 at 32 px).
+  erode_rgb: int | None = None
   frames: int = 60  # frames of the swing video
   render_mode: str = 'exact'  # 'exact' (the authors' fusion renderer) or 'preview'
   video_scale: int = 4  # nearest-neighbour enlargement of the video frames, for viewing
@@ -230,6 +233,12 @@ def heldout_scenes(resolution: int, indices: Sequence[int], textures: str = 'sol
 # ---------------------------------------------------------------------------------------------
 # Stages.
 
+def _settings(opts: Options, image_size: int) -> chain.Settings:
+  erode = chain.scaled_erode_rgb(image_size) if opts.erode_rgb is None else opts.erode_rgb
+  return chain.Settings(steps_uncond=opts.steps_uncond, steps_cond=opts.steps_cond,
+                        clip_denoised=opts.clip_denoised, erode_rgb=erode)
+
+
 def _bar(total: int, desc: str, enabled: bool):
   return tqdm.tqdm(total=total, desc=desc, unit='view', leave=False, disable=not enabled)
 
@@ -376,8 +385,7 @@ def image_to_3d(nets: sampler.Networks, first_view: np.ndarray, out_dir: str, *,
   """
   if label is None and nets.num_classes is not None:
     label = -1 if nets.has_null_class else 0
-  settings = chain.Settings(steps_uncond=options.steps_uncond, steps_cond=options.steps_cond,
-                            clip_denoised=options.clip_denoised)
+  settings = _settings(options, nets.image_size)
   given = np.asarray(first_view, np.float32)
   batch = _sample(nets, [seed], None if nets.num_classes is None else [label], '3x9',
                   given[None], settings, 'views 1-26', progress)
@@ -436,8 +444,7 @@ def run_demo(out_dir: str, *, uncond: str | None = None, cond: str | None = None
   nets = load_networks(uncond, cond, opts.guidance)
   labels = parse_classes(opts.classes, nets.num_classes)
   n = nets.image_size
-  settings = chain.Settings(steps_uncond=opts.steps_uncond, steps_cond=opts.steps_cond,
-                            clip_denoised=opts.clip_denoised)
+  settings = _settings(opts, n)
   stage('load')
 
   wanted = ([opts.heldout] if opts.heldout is not None else []) + (
