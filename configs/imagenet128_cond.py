@@ -35,4 +35,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.warp.postwarp_noise = False
   config.warp.blur_prob = 0.8  # condition RGB := blurred clean image, with this probability
   config.warp.erode_max_steps = 4  # RGB mask erosion by a box of 2k + 1, k in {0..4}
+  config.warp.atol = 0.02  # the warp's discontinuity tolerances (on neighbouring pixels)
+  config.warp.rtol = 0.02
   return config

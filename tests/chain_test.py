@@ -197,5 +197,10 @@ def test_the_chain_clips_x0_and_erodes_the_condition_as_its_settings_say():
   np.testing.assert_allclose(np.asarray(view[..., :3]), 1.0, atol=1e-5)
 
 
-def test_the_authors_erosion_scales_with_the_resolution():
+def test_the_authors_pixel_constants_scale_with_the_resolution():
   assert [chain.scaled_erode_rgb(n) for n in (16, 32, 64, 128, 256)] == [1, 1, 2, 3, 6]
+  assert chain.for_resolution(128) == chain.Settings()  # the authors' settings at 128 px
+  s = chain.for_resolution(32, steps_cond=7)
+  assert (s.erode_rgb, s.steps_cond) == (1, 7)
+  np.testing.assert_allclose([s.atol, s.rtol], [0.12, 0.12])
+  assert chain.for_resolution(32, erode_rgb=2).erode_rgb == 2

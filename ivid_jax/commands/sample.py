@@ -51,7 +51,8 @@ _CLIP = flags.DEFINE_bool('clip_denoised', False, 'Clip the predicted x_0 to [-1
                           'trained briefly, such as the shipped synthetic ones.')
 _ERODE = flags.DEFINE_integer('erode_rgb', None, "Radius (pixels) of the conditions' RGB erosion; "
                               "default: the authors' 3 px at 128 px scaled to the networks' "
-                              'resolution (3 at 128 px as they sample, 1 at 32 px).', lower_bound=1)
+                              'resolution (3 at 128 px as they sample, 1 at 32 px); the discontinuity '
+                              'tolerances scale likewise (chain.for_resolution).', lower_bound=1)
 _GUIDANCE = flags.DEFINE_float('guidance', 3.0, 'Classifier-free guidance w: (1 + w) eps_c - w '
                                'eps_null (the authors: 3 for pictures, 0.5 for metrics).')
 _BATCH_SIZE = flags.DEFINE_integer('batch_size', 8, 'Scenes per chain call (rounded up to a '
@@ -103,10 +104,10 @@ def main(argv: list[str]) -> None:
       first_views = [view0] * len(seeds)
       if classes is None and nets.num_classes is not None:
         classes = '-1' if nets.has_null_class else 'mod'
-    settings = chain.Settings(steps_uncond=_STEPS_UNCOND.value, steps_cond=_STEPS_COND.value,
-                              clip_denoised=_CLIP.value,
-                              erode_rgb=(chain.scaled_erode_rgb(nets.image_size)
-                                         if _ERODE.value is None else _ERODE.value))
+    extra = {} if _ERODE.value is None else {'erode_rgb': _ERODE.value}
+    settings = chain.for_resolution(nets.image_size, steps_uncond=_STEPS_UNCOND.value,
+                                    steps_cond=_STEPS_COND.value, clip_denoised=_CLIP.value,
+                                    **extra)
     paths = scene_io.make_dirs(_OUT.value)
     record = {'uncond': nets.sources.get('uncond'), 'cond': nets.sources.get('cond'),
               'viewset': _VIEWSET.value, 'seeds': seeds, 'classes': classes,

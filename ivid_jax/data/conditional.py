@@ -49,6 +49,7 @@ def make_training_pair(keys: Array, x0: Array, camera: Mapping[str, Array], *, s
                        padding: Any = 'image', prewarp_noise: bool = True,
                        postwarp_noise: bool = False, blur_prob: float = augment.BLUR_PROB,
                        erode_max_steps: int = augment.ERODE_MAX_STEPS,
+                       atol: float = 0.02, rtol: float = 0.02,
                        group: int | None = None) -> dict[str, Array]:
   """A batch of the conditional model's training pairs.
 
@@ -66,6 +67,9 @@ def make_training_pair(keys: Array, x0: Array, camera: Mapping[str, Array], *, s
       clean image (0 disables).
     erode_max_steps: mask_rgb erodes with a box of side 2k + 1, k uniform in
       {0, ..., erode_max_steps} (0 disables: mask_rgb = mask).
+    atol, rtol: the warp's discontinuity tolerances (the authors' 0.02). They
+      compare neighbouring pixels, so a smooth slanted surface trips them at
+      low resolution: scale them by 128 / H below the authors' 128 px.
     group: images rasterised together (see forward_backward_warp).
 
   Returns:
@@ -79,13 +83,15 @@ def make_training_pair(keys: Array, x0: Array, camera: Mapping[str, Array], *, s
     raise ValueError(f'need one key per example: keys {keys.shape}, x0 {x0.shape}')
   return _make_training_pair(keys, x0, camera, ssaa=ssaa, padding=padding,
                              prewarp_noise=prewarp_noise, postwarp_noise=postwarp_noise,
-                             blur_prob=blur_prob, erode_max_steps=erode_max_steps, group=group)
+                             blur_prob=blur_prob, erode_max_steps=erode_max_steps,
+                             atol=float(atol), rtol=float(rtol), group=group)
 
 
 @functools.partial(jax.jit, static_argnames=('ssaa', 'padding', 'prewarp_noise', 'postwarp_noise',
-                                             'blur_prob', 'erode_max_steps', 'group'))
+                                             'blur_prob', 'erode_max_steps', 'atol', 'rtol',
+                                             'group'))
 def _make_training_pair(keys, x0, camera, *, ssaa, padding, prewarp_noise, postwarp_noise,
-                        blur_prob, erode_max_steps, group):
+                        blur_prob, erode_max_steps, atol, rtol, group):
   """make_training_pair with typed keys [B]."""
   x0 = jnp.asarray(x0, jnp.float32)
   split = jax.vmap(lambda k: jax.random.split(k, 4))(keys)  # [B, 4]
@@ -94,7 +100,7 @@ def _make_training_pair(keys, x0, camera, *, ssaa, padding, prewarp_noise, postw
   clean = (x0 + 1.0) / 2.0  # the reference works in [0, 1]
   rgbd = _each(augment.prewarp_noise, k_pre, clean) if prewarp_noise else clean
   warped = warp.forward_backward_warp(rgbd, camera_modelview(camera), ssaa=ssaa,
-                                      padding=padding, group=group)
+                                      padding=padding, atol=atol, rtol=rtol, group=group)
   y = jnp.concatenate([warped.color, warped.depth], axis=-1)
   mask = warped.mask
   if postwarp_noise:

@@ -72,7 +72,8 @@ class Options:
   # overshoot at large t (the authors sample unclipped; False for their networks).
   clip_denoised: bool = True
   # RGB erosion of the conditions (pixels); None: the authors' 3 px at 128 px scaled to the
-  # networks' resolution (`chain.scaled_erode_rgb`: 1 at 32 px).
+  # networks' resolution (1 at 32 px). Their discontinuity tolerances are scaled likewise
+  # (`chain.for_resolution`).
   erode_rgb: int | None = None
   frames: int = 60  # frames of the swing video
   render_mode: str = 'exact'  # 'exact' (the authors' fusion renderer) or 'preview'
@@ -234,9 +235,10 @@ def heldout_scenes(resolution: int, indices: Sequence[int], textures: str = 'sol
 # Stages.
 
 def _settings(opts: Options, image_size: int) -> chain.Settings:
-  erode = chain.scaled_erode_rgb(image_size) if opts.erode_rgb is None else opts.erode_rgb
-  return chain.Settings(steps_uncond=opts.steps_uncond, steps_cond=opts.steps_cond,
-                        clip_denoised=opts.clip_denoised, erode_rgb=erode)
+  extra = {} if opts.erode_rgb is None else {'erode_rgb': opts.erode_rgb}
+  return chain.for_resolution(image_size, steps_uncond=opts.steps_uncond,
+                              steps_cond=opts.steps_cond, clip_denoised=opts.clip_denoised,
+                              **extra)
 
 
 def _bar(total: int, desc: str, enabled: bool):

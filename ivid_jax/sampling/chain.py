@@ -52,7 +52,9 @@ class Network(NamedTuple):
   schedule: Schedule
 
 
-AUTHORS_ERODE_RGB = 3  # the sampler's RGB erosion radius, in pixels of the authors' 128 px views
+AUTHORS_RESOLUTION = 128  # the authors' constants below are in pixels of their 128 px views
+AUTHORS_ERODE_RGB = 3  # the condition's RGB erosion radius
+AUTHORS_TOLERANCE = 0.03  # atol = rtol of the meshes' discontinuity flags and of depth_edge
 
 
 def scaled_erode_rgb(image_size: int) -> int:
@@ -62,7 +64,19 @@ def scaled_erode_rgb(image_size: int) -> int:
   scene units, so most of a condition's colour is never shown to the network
   (measured: 3% of the pixels of the demo's image-to-3D conditions, 16% at radius 1).
   """
-  return max(1, round(AUTHORS_ERODE_RGB * image_size / 128))
+  return max(1, round(AUTHORS_ERODE_RGB * image_size / AUTHORS_RESOLUTION))
+
+
+def scaled_tolerance(image_size: int, tolerance: float = AUTHORS_TOLERANCE) -> float:
+  """A discontinuity tolerance of the authors' at another resolution: 0.03 x 128 / N.
+
+  The tests compare the depths of neighbouring pixels, whose difference on a
+  smooth slanted surface grows as the pixels grow: at 32 px the authors' 0.03
+  flags most of a ground plane seen at a grazing angle (measured on synthetic
+  training pairs: 33% of a condition shown at 0.02, 56% at 0.08), while true
+  depth edges (an object before a wall) differ by far more.
+  """
+  return tolerance * AUTHORS_RESOLUTION / image_size
 
 
 class Settings(NamedTuple):
@@ -76,12 +90,22 @@ class Settings(NamedTuple):
   fov: float = 45.0
   near: float = depth_lib.SAMPLE_NEAR
   far: float = depth_lib.SAMPLE_FAR
-  atol: float = 0.03
-  rtol: float = 0.03
-  erode_rgb: int = AUTHORS_ERODE_RGB  # `scaled_erode_rgb` for views other than 128 px
+  atol: float = AUTHORS_TOLERANCE  # see `for_resolution` for views other than 128 px
+  rtol: float = AUTHORS_TOLERANCE
+  erode_rgb: int = AUTHORS_ERODE_RGB
   ssaa: int = 3
   group: int | None = None  # scenes aggregated together; None: 1 on CPU, all elsewhere
   clip_denoised: bool = False  # x_0 clipped to [-1, 1] in every step (the authors: never)
+
+
+def for_resolution(image_size: int, **overrides) -> Settings:
+  """Settings whose pixel-based constants (erosion, tolerances) are the authors' scaled to N px.
+
+  At 128 px these are the authors' settings; `overrides` are any other fields.
+  """
+  tol = scaled_tolerance(image_size)
+  return Settings(**{'erode_rgb': scaled_erode_rgb(image_size), 'atol': tol, 'rtol': tol,
+                     **overrides})
 
 
 class Chain(NamedTuple):
