@@ -105,3 +105,21 @@ def tiny_synthetic_model_files(tmp_path_factory):
                                   dict(TINY_UNET, in_channels=c, num_classes=5), seed, kind=kind,
                                   config={'input': {'tfds_config': 'r32_solid'}})
           for seed, (kind, c) in enumerate((('uncond', 4), ('cond', 10)))}
+
+
+# The modules whose compilations take longest on 2 cores (a minute or more each), longest first.
+# pytest-xdist hands whole modules to its workers as they free up (--dist loadfile, with
+# --no-loadscope-reorder in pytest.ini): starting with the longest and ending with the short
+# ones keeps the two workers busy until the end, instead of one waiting for a long module that
+# happened to be handed out last. A missing or extra name only changes the order.
+_LONGEST_FIRST = ('demo_test', 'train_test', 'checkpoint_test', 'notebooks_test', 'unet_test',
+                  'sample_render_commands_test', 'fused_test', 'chain_test',
+                  'data_end_to_end_test', 'warp_test', 'main_test', 'convert_test',
+                  'consistency_test', 'diffusion_test')
+
+
+def pytest_collection_modifyitems(config, items):
+  del config
+  rank = {name: i for i, name in enumerate(_LONGEST_FIRST)}
+  module = lambda item: os.path.splitext(os.path.basename(item.fspath))[0]
+  items.sort(key=lambda item: rank.get(module(item), len(rank)))  # stable: file order kept
