@@ -4,7 +4,8 @@
       [--measure=inpaint,reprojection,demo]
 
 Defaults: the shipped synthetic models (data/models/), the demo's sampler
-settings (DDIM 50 for view 0 and 20 for the others, guidance 3), scenes of
+settings (DDIM 50 for view 0 and 20 for the others, guidance 3, the authors'
+erosion and tolerances scaled to the networks' resolution), scenes of
 the synthetic_rgbd test split at the networks' resolution with the textures
 they were trained on (rendered by the dataset's generator: no TFDS build).
 
@@ -73,7 +74,9 @@ def _inpaint(nets, settings, truth):
   for i, scene in enumerate(truth):
     label = jnp.int32(i % synthetic.NUM_CLASSES)  # test scene i has class i % 5
     fn = lambda c, k, label=label: sample(nets.cond.params, nets.cond.schedule, c, k, label)
-    per_scene.append(ground_truth.score_synthetic_split(fn, scenes=[scene], seed=1000 + i))
+    per_scene.append(ground_truth.score_synthetic_split(
+        fn, scenes=[scene], seed=1000 + i,
+        aggregate_fn=functools.partial(chain._condition, s=settings)))  # pylint: disable=protected-access
   mean = lambda who, key: float(np.nanmean([s[who][key] for s in per_scene]))
   return {who: {k: mean(who, k) for k in per_scene[0][who]} for who in ('model', 'telea')}
 
@@ -97,8 +100,9 @@ def main(argv):
   uncond = _UNCOND.value or demo.shipped_model('uncond')
   cond = _COND.value or demo.shipped_model('cond')
   nets = demo.load_networks(uncond, cond, _GUIDANCE.value)
-  settings = chain.Settings(steps_uncond=_STEPS_UNCOND.value, steps_cond=_STEPS_COND.value,
-                            clip_denoised=_CLIP.value)
+  settings = demo.chain_settings(demo.Options(steps_uncond=_STEPS_UNCOND.value,
+                                              steps_cond=_STEPS_COND.value,
+                                              clip_denoised=_CLIP.value), nets.image_size)
   textures = demo.training_textures(uncond)
   rows = []
   if 'demo' in _MEASURE.value:

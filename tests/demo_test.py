@@ -118,13 +118,14 @@ def test_a_seed_gives_the_same_scenes_and_scores(quick_runs):
 
 
 def test_options_reach_the_chain_settings():
-  settings = scenes._settings(scenes.Options(), 32)  # pylint: disable=protected-access
+  settings = scenes.chain_settings(scenes.Options(), 32)
   # Clipped x_0; the authors' 3 px RGB erosion at 128 px is 1 px at the shipped 32 px.
   assert settings.clip_denoised and settings.erode_rgb == 1
+  assert settings.atol == settings.rtol == pytest.approx(0.12)  # 0.03 at 128 px
   assert (settings.steps_uncond, settings.steps_cond) == (50, 20)
-  settings = scenes._settings(scenes.Options(erode_rgb=2, clip_denoised=False), 128)  # pylint: disable=protected-access
+  settings = scenes.chain_settings(scenes.Options(erode_rgb=2, clip_denoised=False), 128)
   assert not settings.clip_denoised and settings.erode_rgb == 2
-  assert scenes._settings(scenes.Options(), 128).erode_rgb == 3  # pylint: disable=protected-access
+  assert scenes.chain_settings(scenes.Options(), 128).erode_rgb == 3
 
 
 def test_side_by_side_puts_true_views_left_and_generated_right():

@@ -234,7 +234,8 @@ def heldout_scenes(resolution: int, indices: Sequence[int], textures: str = 'sol
 # ---------------------------------------------------------------------------------------------
 # Stages.
 
-def _settings(opts: Options, image_size: int) -> chain.Settings:
+def chain_settings(opts: Options, image_size: int) -> chain.Settings:
+  """The sampler settings of a demo run at `image_size` px (`chain.for_resolution`)."""
   extra = {} if opts.erode_rgb is None else {'erode_rgb': opts.erode_rgb}
   return chain.for_resolution(image_size, steps_uncond=opts.steps_uncond,
                               steps_cond=opts.steps_cond, clip_denoised=opts.clip_denoised,
@@ -387,7 +388,7 @@ def image_to_3d(nets: sampler.Networks, first_view: np.ndarray, out_dir: str, *,
   """
   if label is None and nets.num_classes is not None:
     label = -1 if nets.has_null_class else 0
-  settings = _settings(options, nets.image_size)
+  settings = chain_settings(options, nets.image_size)
   given = np.asarray(first_view, np.float32)
   batch = _sample(nets, [seed], None if nets.num_classes is None else [label], '3x9',
                   given[None], settings, 'views 1-26', progress)
@@ -446,7 +447,7 @@ def run_demo(out_dir: str, *, uncond: str | None = None, cond: str | None = None
   nets = load_networks(uncond, cond, opts.guidance)
   labels = parse_classes(opts.classes, nets.num_classes)
   n = nets.image_size
-  settings = _settings(opts, n)
+  settings = chain_settings(opts, n)
   stage('load')
 
   wanted = ([opts.heldout] if opts.heldout is not None else []) + (
