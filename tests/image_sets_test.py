@@ -1,6 +1,5 @@
 """The protocol's image sets: eval.py's real-image preprocessing, the fake draw, feature caches."""
 
-import io
 import os
 
 import numpy as np
@@ -12,23 +11,6 @@ from ivid_jax.evaluation import image_sets
 from ivid_jax.evaluation import inception
 
 
-def _authors_pipeline(image: Image.Image, size: int) -> np.ndarray:
-  """eval.py's sample_from_real_image for one image, then torch-fidelity's read of its PNG."""
-  # From JeffreyXiang/ivid eval.py (MIT): CMYK -> RGB, center_crop_and_resize, save PNG.
-  if image.mode == 'CMYK':
-    image = image.convert('RGB')
-  w, h = image.size
-  if w > h:
-    image = image.crop(((w - h) // 2, 0, (w + h) // 2, h))
-  elif h > w:
-    image = image.crop((0, (h - w) // 2, w, (h + w) // 2))
-  image = image.resize((size, size), Image.LANCZOS)
-  buffer = io.BytesIO()
-  image.save(buffer, format='PNG')
-  # torch-fidelity's ImagesPathDataset: Image.open(path).convert('RGB').
-  return np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert('RGB'))
-
-
 def _picture(h, w, seed=0):
   rng = np.random.RandomState(seed)
   y, x = np.mgrid[0:h, 0:w]
@@ -36,13 +18,18 @@ def _picture(h, w, seed=0):
   return np.clip(base + rng.uniform(-20, 20, (h, w, 3)), 0, 255).astype(np.uint8)
 
 
-@pytest.mark.parametrize('mode,h,w', [('RGB', 90, 151), ('RGB', 151, 90), ('L', 77, 64),
-                                      ('CMYK', 64, 100), ('RGBA', 100, 100), ('P', 60, 81)])
-def test_real_images_are_preprocessed_as_eval_py(mode, h, w):
-  image = Image.fromarray(_picture(h, w)).convert(mode)
-  ours = image_sets.center_crop_resize(image, 32)
-  assert ours.dtype == np.uint8 and ours.shape == (32, 32, 3)
-  np.testing.assert_array_equal(ours, _authors_pipeline(image, 32))
+_EVAL_PY = np.load(os.path.join(os.path.dirname(__file__), 'data', 'eval_py_real_ref.npz'))
+
+
+@pytest.mark.parametrize('name', [str(n) for n in _EVAL_PY['names']])
+def test_real_images_are_preprocessed_as_eval_py(name, tmp_path):
+  """Against the authors' eval.py run on the same files (tests/data/make_eval_py_ref.py)."""
+  path = tmp_path / f'{name}.{_EVAL_PY[name + "_ext"]}'
+  path.write_bytes(_EVAL_PY[f'{name}_file'].tobytes())
+  size = int(_EVAL_PY['size'])
+  ours = image_sets.read_real(str(path), size)
+  assert ours.dtype == np.uint8 and ours.shape == (size, size, 3)
+  np.testing.assert_array_equal(ours, _EVAL_PY[f'{name}_out'])
 
 
 def test_real_folder_is_searched_recursively_and_bad_files_are_named(tmp_path):
@@ -79,9 +66,11 @@ def test_tfds_examples_single_view_greyscale_and_multi_view():
   pictures = [_picture(30, 40, 1), _picture(40, 30, 2)]
   source = [{'image': pictures[0]}, {'image': pictures[1][..., :1]}]
   out = np.concatenate(list(image_sets.tfds_images(source, size=16)))
-  np.testing.assert_array_equal(out[0], _authors_pipeline(Image.fromarray(pictures[0]), 16))
+  # A TFDS image goes through the preprocessing checked against eval.py above.
+  np.testing.assert_array_equal(out[0], image_sets.center_crop_resize(
+      Image.fromarray(pictures[0]), 16))
   grey = Image.fromarray(pictures[1][..., 0])
-  np.testing.assert_array_equal(out[1], _authors_pipeline(grey, 16))
+  np.testing.assert_array_equal(out[1], image_sets.center_crop_resize(grey, 16))
   views = [{'rgb': np.stack([_picture(24, 24, 3), _picture(24, 24, 4)])}]
   out = np.concatenate(list(image_sets.tfds_images(views, size=24, key='rgb', view=1)))
   np.testing.assert_array_equal(out[0], _picture(24, 24, 4))  # square at the size: unchanged
