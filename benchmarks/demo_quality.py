@@ -4,8 +4,9 @@
       [--measure=inpaint,reprojection,demo]
 
 Defaults: the shipped synthetic models (data/models/), the demo's sampler
-settings (DDIM 50 for view 0 and 20 for the others, guidance 3, the authors'
-erosion and tolerances scaled to the networks' resolution), scenes of
+settings (DDIM 50 for view 0 and 20 for the others, guidance 3, shown pixels
+replaced by the condition, the authors' erosion and tolerances scaled to the
+networks' resolution), scenes of
 the synthetic_rgbd test split at the networks' resolution with the textures
 they were trained on (rendered by the dataset's generator: no TFDS build).
 
@@ -54,6 +55,8 @@ _STEPS_UNCOND = flags.DEFINE_integer('steps_uncond', demo.Options.steps_uncond, 
 _STEPS_COND = flags.DEFINE_integer('steps_cond', demo.Options.steps_cond, 'Further views steps.')
 _GUIDANCE = flags.DEFINE_float('guidance', demo.Options.guidance, 'Guidance w.')
 _CLIP = flags.DEFINE_bool('clip_denoised', demo.Options.clip_denoised, 'Clip x_0 in every step.')
+_REPLACE_RGB = flags.DEFINE_float('replace_rgb', demo.Options.replace_rgb, 'x_0 colour edit.')
+_REPLACE_DEPTH = flags.DEFINE_float('replace_depth', demo.Options.replace_depth, 'x_0 depth edit.')
 
 
 def _inpaint(nets, settings, truth):
@@ -102,7 +105,10 @@ def main(argv):
   nets = demo.load_networks(uncond, cond, _GUIDANCE.value)
   settings = demo.chain_settings(demo.Options(steps_uncond=_STEPS_UNCOND.value,
                                               steps_cond=_STEPS_COND.value,
-                                              clip_denoised=_CLIP.value), nets.image_size)
+                                              clip_denoised=_CLIP.value,
+                                              replace_rgb=_REPLACE_RGB.value,
+                                              replace_depth=_REPLACE_DEPTH.value),
+                                 nets.image_size)
   textures = demo.training_textures(uncond)
   rows = []
   if 'demo' in _MEASURE.value:
@@ -135,7 +141,8 @@ def main(argv):
                  true['coverage'], generated['coverage'] - true['coverage'], ''])
   print(f'# demo quality: {os.path.basename(uncond)} + {os.path.basename(cond)}, '
         f'{nets.image_size} px synthetic_rgbd test split ({textures} textures), DDIM '
-        f'{settings.steps_uncond}/{settings.steps_cond}, guidance {_GUIDANCE.value}; '
+        f'{settings.steps_uncond}/{settings.steps_cond}, guidance {_GUIDANCE.value}, x_0 edits '
+        f'{settings.replace_rgb}/{settings.replace_depth}; '
         f'{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, '
         f'JAX {jax.__version__} on {jax.devices()[0].platform}\n')
   print(report.markdown_table(['measurement', 'ivid-jax', 'reference', 'difference', 'target'],

@@ -123,6 +123,9 @@ def test_options_reach_the_chain_settings():
   assert settings.clip_denoised and settings.erode_rgb == 1
   assert settings.atol == settings.rtol == pytest.approx(0.12)  # 0.03 at 128 px
   assert (settings.steps_uncond, settings.steps_cond) == (50, 20)
+  assert (settings.replace_rgb, settings.replace_depth) == (1.0, 1.0)
+  authors = scenes.chain_settings(scenes.Options(replace_rgb=0.1, replace_depth=0.2), 32)
+  assert (authors.replace_rgb, authors.replace_depth) == (0.1, 0.2)
   settings = scenes.chain_settings(scenes.Options(erode_rgb=2, clip_denoised=False), 128)
   assert not settings.clip_denoised and settings.erode_rgb == 2
   assert scenes.chain_settings(scenes.Options(), 128).erode_rgb == 3

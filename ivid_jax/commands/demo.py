@@ -53,6 +53,14 @@ _CLIP = flags.DEFINE_bool('clip_denoised', True, 'Clip the predicted x_0 to [-1,
 _ERODE = flags.DEFINE_integer('erode_rgb', None, "Radius (pixels) of the conditions' RGB erosion; "
                               "default: the authors' 3 px at 128 px scaled to the networks' "
                               'resolution (1 at 32 px).', lower_bound=1)
+_REPLACE_RGB = flags.DEFINE_float('replace_rgb', 1.0, 'x_0 edit: colour of the shown pixels := '
+                                   'this blend of the condition in every DDIM step but the last '
+                                   "(the authors: 0.1; 1.0 keeps the shipped, briefly trained "
+                                   'G_c consistent with the earlier views).', lower_bound=0.0,
+                                   upper_bound=1.0)
+_REPLACE_DEPTH = flags.DEFINE_float('replace_depth', 1.0, 'x_0 edit: depth of the shown pixels '
+                                     ':= this blend of the condition in every DDIM step (the '
+                                     'authors: 0.2).', lower_bound=0.0, upper_bound=1.0)
 _FRAMES = flags.DEFINE_integer('frames', 60, 'Frames of each swing video.')
 _MODE = flags.DEFINE_enum('mode', 'exact', ['exact', 'preview'], "Renderer: the authors' fusion "
                           'renderer, or fast point splatting.')
@@ -75,7 +83,8 @@ def main(argv: list[str]) -> None:
   options = scenes.Options(
       classes=tuple(_CLASSES.value), seed=_SEED.value, steps_uncond=_STEPS_UNCOND.value,
       steps_cond=_STEPS_COND.value, guidance=_GUIDANCE.value,
-      clip_denoised=_CLIP.value, erode_rgb=_ERODE.value, frames=_FRAMES.value,
+      clip_denoised=_CLIP.value, erode_rgb=_ERODE.value, replace_rgb=_REPLACE_RGB.value,
+      replace_depth=_REPLACE_DEPTH.value, frames=_FRAMES.value,
       render_mode=_MODE.value, video_scale=_VIDEO_SCALE.value,
       heldout=None if _HELDOUT.value < 0 else _HELDOUT.value, ceilings=_CEILINGS.value,
       metrics=tuple(_METRICS.value), export=tuple(_EXPORT.value))

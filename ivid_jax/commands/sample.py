@@ -53,6 +53,13 @@ _ERODE = flags.DEFINE_integer('erode_rgb', None, "Radius (pixels) of the conditi
                               "default: the authors' 3 px at 128 px scaled to the networks' "
                               'resolution (3 at 128 px as they sample, 1 at 32 px); the discontinuity '
                               'tolerances scale likewise (chain.for_resolution).', lower_bound=1)
+_REPLACE_RGB = flags.DEFINE_float('replace_rgb', 0.1, 'x_0 edit: colour of the shown pixels := '
+                                   'this blend of the condition in every DDIM step but the last '
+                                   "(the authors' 0.1; 1.0 replaces it, for briefly trained "
+                                   'networks).', lower_bound=0.0, upper_bound=1.0)
+_REPLACE_DEPTH = flags.DEFINE_float('replace_depth', 0.2, 'x_0 edit: depth of the shown pixels '
+                                     ":= this blend of the condition (the authors' 0.2).",
+                                     lower_bound=0.0, upper_bound=1.0)
 _GUIDANCE = flags.DEFINE_float('guidance', 3.0, 'Classifier-free guidance w: (1 + w) eps_c - w '
                                'eps_null (the authors: 3 for pictures, 0.5 for metrics).')
 _BATCH_SIZE = flags.DEFINE_integer('batch_size', 8, 'Scenes per chain call (rounded up to a '
@@ -107,7 +114,8 @@ def main(argv: list[str]) -> None:
     extra = {} if _ERODE.value is None else {'erode_rgb': _ERODE.value}
     settings = chain.for_resolution(nets.image_size, steps_uncond=_STEPS_UNCOND.value,
                                     steps_cond=_STEPS_COND.value, clip_denoised=_CLIP.value,
-                                    **extra)
+                                    replace_rgb=_REPLACE_RGB.value,
+                                    replace_depth=_REPLACE_DEPTH.value, **extra)
     paths = scene_io.make_dirs(_OUT.value)
     record = {'uncond': nets.sources.get('uncond'), 'cond': nets.sources.get('cond'),
               'viewset': _VIEWSET.value, 'seeds': seeds, 'classes': classes,

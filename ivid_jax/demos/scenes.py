@@ -75,6 +75,12 @@ class Options:
   # networks' resolution (1 at 32 px). Their discontinuity tolerances are scaled likewise
   # (`chain.for_resolution`).
   erode_rgb: int | None = None
+  # x_0 edits inside the shown pixels: colour and depth := this blend of the condition in every
+  # DDIM step but the last. The authors' 0.1 / 0.2 assume a G_c that copies its condition by
+  # itself; the shipped one, briefly trained, barely does, and full replacement (1.0) keeps the
+  # views consistent where they overlap (measured: README Demo).
+  replace_rgb: float = 1.0
+  replace_depth: float = 1.0
   frames: int = 60  # frames of the swing video
   render_mode: str = 'exact'  # 'exact' (the authors' fusion renderer) or 'preview'
   video_scale: int = 4  # nearest-neighbour enlargement of the video frames, for viewing
@@ -239,6 +245,7 @@ def chain_settings(opts: Options, image_size: int) -> chain.Settings:
   extra = {} if opts.erode_rgb is None else {'erode_rgb': opts.erode_rgb}
   return chain.for_resolution(image_size, steps_uncond=opts.steps_uncond,
                               steps_cond=opts.steps_cond, clip_denoised=opts.clip_denoised,
+                              replace_rgb=opts.replace_rgb, replace_depth=opts.replace_depth,
                               **extra)
 
 
