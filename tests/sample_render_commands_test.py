@@ -1,5 +1,6 @@
 """`ivid-jax sample` and `ivid-jax render` end to end on tiny model files, and their errors."""
 
+import json
 import os
 import subprocess
 import sys
@@ -38,6 +39,11 @@ def test_sample_then_render_writes_scenes_grids_videos_and_meshes(tmp_path, tiny
   grid = Image.open(out / 'grids' / 'depth_class001_seed00005.png')
   assert grid.size == (2 + 9 * 18, 2 + 3 * 18)
   assert os.path.exists(out / 'conds' / 'rgb_cond_class000_seed00004.png')
+  # The authors' 128 px constants scaled to the tiny networks' 16 px; their x_0 blends kept.
+  settings = json.loads((out / 'run.json').read_text())['settings']
+  assert settings['erode_rgb'] == 1
+  assert settings['atol'] == settings['rtol'] == pytest.approx(0.03 * 128 / 16)
+  assert (settings['replace_rgb'], settings['replace_depth']) == (0.1, 0.2)
 
   result = _ivid('render', f'--scene_dir={out}', '--frames=4', '--mode=preview',
                  '--export=ply,glb,points', '--video=gif')
