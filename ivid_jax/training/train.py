@@ -59,6 +59,7 @@ from ivid_jax.training import parallel
 from ivid_jax.training import previews
 from ivid_jax.training import reporting
 from ivid_jax.training import state as state_lib
+from ivid_jax.training import workdir_lock
 
 KINDS = ('uncond', 'cond')
 IN_CHANNELS = {'uncond': 4, 'cond': 10}
@@ -383,11 +384,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> state
   event files with clu, else metrics.jsonl). Call `parallel.initialize_distributed`
   first on a multi-host run.
 
+  Only one run at a time trains in a workdir (`workdir_lock`): a second one
+  stops at once with a WorkdirInUseError naming the first.
+
   Returns:
     The final TrainState.
   """
   check_config(config)
   workdir = os.path.abspath(workdir)
+  with workdir_lock.hold(workdir):
+    return _train(config, workdir)
+
+
+def _train(config: ml_collections.ConfigDict, workdir: str) -> state_lib.TrainState:
+  """train_and_evaluate's run, in a workdir it holds."""
   checkpoint.write_config(workdir, config)
   mesh = parallel.make_mesh()
   model = checkpoint.make_model(config)
