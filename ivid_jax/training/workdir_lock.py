@@ -9,9 +9,10 @@ naming them. The kernel releases the lock when the process ends, however it
 ends (SIGKILL included), so a crashed run never blocks the one that resumes
 it.
 
-Only local (POSIX) paths are locked: on object stores (`gs://...`) `flock` has
-no meaning, and there the lock is skipped with a log line. Other hosts of a
-multi-host run do not take it (they share process 0's workdir).
+Only process 0 takes the lock (the hosts of a multi-host run share its
+workdir). `flock` is advisory and POSIX: on a platform without `fcntl` the
+lock is skipped with a log line, and on a network file system it is as
+reliable as the mount's own locking.
 """
 
 from __future__ import annotations
@@ -47,8 +48,8 @@ def hold(workdir: str) -> Iterator[None]:
   if jax.process_index() != 0:
     yield
     return
-  if '://' in workdir or fcntl is None:
-    logging.info('not locking %s (no flock for this path or platform)', workdir)
+  if fcntl is None:
+    logging.info('not locking %s (no flock on this platform)', workdir)
     yield
     return
   os.makedirs(workdir, exist_ok=True)
