@@ -13,6 +13,7 @@ from absl import app
 from absl import flags
 
 from ivid_jax.evaluation import report
+from ivid_jax.sampling import chain
 from ivid_jax.training import input as input_lib
 from ivid_jax.training import previews
 
@@ -28,7 +29,7 @@ def main(argv):
   scale = 128 / n
   settings = (("the authors' (128 px)", 4, 0.02),
               ('erosion scaled', max(0, round(4 / scale)), 0.02),
-              ('erosion and tolerance scaled', max(0, round(4 / scale)), 0.02 * scale))
+              ('erosion and tolerance scaled', max(0, round(4 / scale)), chain.scaled_tolerance(n, 0.02)))
   rows = []
   for name, erode, tol in settings:
     warp = dict(ssaa=3, padding='image', prewarp_noise=True, postwarp_noise=False,
