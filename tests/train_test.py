@@ -1,4 +1,5 @@
-"""The trainer: both networks learn, the step ignores the device layout, resume is exact, NaN guard.
+"""The trainer: both networks learn, the step ignores the device layout, resume is exact, NaN guard,
+and its checkpoints reach the sampler (load_params, export).
 
 Every run here is the tiny 16 px config on the 8 simulated CPU devices; the
 compiled init and step are shared by all tests of the session (same model and
@@ -7,6 +8,8 @@ settings), so a test costs its steps, not a compilation.
 
 import json
 import os
+import subprocess
+import sys
 
 import jax
 import numpy as np
@@ -17,7 +20,9 @@ from PIL import Image
 from ivid_jax.configs import tiny_cond
 from ivid_jax.configs import tiny_uncond
 from ivid_jax.data import pipeline
+from ivid_jax.models import model_file
 from ivid_jax.training import checkpoint
+from ivid_jax.training import load_params
 from ivid_jax.training import parallel
 from ivid_jax.training import train
 
@@ -103,6 +108,44 @@ def test_the_unet_gets_the_authors_pytorch_init(uncond_run):
       np.testing.assert_allclose(kernel.std(), bound / np.sqrt(3), rtol=0.1, err_msg=name)
     bias = params[name[:-len('kernel')] + 'bias']
     assert np.abs(bias).max() <= bound and bias.any()
+
+
+def test_load_params_gives_the_ema_or_the_raw_params_of_any_step(uncond_run):
+  workdir, state = uncond_run
+  model, ema = load_params(workdir)
+  assert model.in_channels == 4 and model.image_size == 16
+  for a, b in zip(jax.tree.leaves(state.ema[0]), jax.tree.leaves(ema)):
+    np.testing.assert_array_equal(a, b)
+  _, second = load_params(workdir, ema=0.99)  # tiny_uncond's decays: (0.9, 0.99)
+  for a, b in zip(jax.tree.leaves(state.ema[1]), jax.tree.leaves(second)):
+    np.testing.assert_array_equal(a, b)
+  _, raw = load_params(workdir, ema=False)
+  for a, b in zip(jax.tree.leaves(state.params), jax.tree.leaves(raw)):
+    np.testing.assert_array_equal(a, b)
+  _, earlier = load_params(workdir, ema=False, step=STEPS // 2)
+  assert not np.array_equal(earlier['out_2']['kernel'], raw['out_2']['kernel'])
+  with pytest.raises(ValueError, match=f'no checkpoint of step {STEPS - 1}'):
+    load_params(workdir, step=STEPS - 1)
+  with pytest.raises(ValueError, match='no EMA of rate 0.5'):
+    load_params(workdir, ema=0.5)
+  with pytest.raises(FileNotFoundError, match='not a training workdir'):
+    load_params(os.path.dirname(workdir))
+
+
+def test_export_writes_a_model_file_the_sampler_loads(uncond_run, tmp_path):
+  workdir, state = uncond_run
+  out = str(tmp_path / 'uncond.msgpack')
+  result = subprocess.run([sys.executable, '-m', 'ivid_jax.main', 'export', f'--workdir={workdir}',
+                           f'--out={out}'], capture_output=True, text=True, timeout=300,
+                          check=False)
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert f'uncond network, step {STEPS}, EMA 0.9' in result.stdout
+  loaded = model_file.load(out, expect_kind='uncond')
+  assert loaded.meta['step'] == STEPS and loaded.meta['config']['optim']['lr'] == 1e-3
+  assert loaded.diffusion == {'schedule': 'linear', 'num_steps': 1000}
+  assert loaded.model == checkpoint.make_model(checkpoint.read_config(workdir))
+  for a, b in zip(jax.tree.leaves(state.ema[0]), jax.tree.leaves(loaded.params)):
+    np.testing.assert_array_equal(a, b)
 
 
 @pytest.mark.slow  # compiles the conditional step (warp + UNet): minutes on 2 cores
