@@ -114,15 +114,16 @@ def tiny_synthetic_model_files(tmp_path_factory):
           for seed, (kind, c) in enumerate((('uncond', 4), ('cond', 10)))}
 
 
-# The modules whose compilations take longest on 2 cores (a minute or more each), longest first.
-# pytest-xdist hands whole modules to its workers as they free up (--dist loadfile, with
-# --no-loadscope-reorder in pytest.ini): starting with the longest and ending with the short
-# ones keeps the two workers busy until the end, instead of one waiting for a long module that
-# happened to be handed out last. A missing or extra name only changes the order.
-_LONGEST_FIRST = ('demo_test', 'train_test', 'checkpoint_test', 'notebooks_test', 'unet_test',
-                  'sample_render_commands_test', 'fused_test', 'chain_test',
-                  'data_end_to_end_test', 'warp_test', 'main_test', 'convert_test',
-                  'consistency_test', 'diffusion_test')
+# The modules that take longest on 2 cores (their tests' total time in a `--durations=0` run),
+# longest first. pytest-xdist hands whole modules to its workers as they free up (--dist
+# loadfile, with --no-loadscope-reorder in pytest.ini): starting with the longest and ending with
+# the short ones keeps the two workers busy until the end, instead of one waiting for a long
+# module that happened to be handed out last. A missing or extra name only changes the order.
+_LONGEST_FIRST = ('train_test', 'demo_test', 'warp_test', 'chain_test', 'unet_test',
+                  'sample_render_commands_test', 'eval_commands_test', 'notebooks_test',
+                  'consistency_test', 'diffusion_test', 'convert_test', 'raster_test',
+                  'fusion_test', 'fused_test', 'render_test', 'data_end_to_end_test',
+                  'image_test', 'main_test', 'conditional_test', 'inception_test')
 
 
 def pytest_collection_modifyitems(config, items):
