@@ -53,6 +53,8 @@ _NUM_SCENES = flags.DEFINE_integer('num_scenes', 10, 'Test scenes for (a) and (b
 _MEASURE = flags.DEFINE_list('measure', ['demo', 'inpaint', 'reprojection'], 'Which rows.')
 _STEPS_UNCOND = flags.DEFINE_integer('steps_uncond', demo.Options.steps_uncond, 'View 0 steps.')
 _STEPS_COND = flags.DEFINE_integer('steps_cond', demo.Options.steps_cond, 'Further views steps.')
+_ETA_UNCOND = flags.DEFINE_float('eta_uncond', demo.Options.eta_uncond, 'View 0 DDIM eta.')
+_ETA_COND = flags.DEFINE_float('eta_cond', demo.Options.eta_cond, 'Further views DDIM eta.')
 _GUIDANCE = flags.DEFINE_float('guidance', demo.Options.guidance, 'Guidance w.')
 _CLIP = flags.DEFINE_bool('clip_denoised', demo.Options.clip_denoised, 'Clip x_0 in every step.')
 _REPLACE_RGB = flags.DEFINE_float('replace_rgb', demo.Options.replace_rgb, 'x_0 colour edit.')
@@ -105,6 +107,8 @@ def main(argv):
   nets = demo.load_networks(uncond, cond, _GUIDANCE.value)
   settings = demo.chain_settings(demo.Options(steps_uncond=_STEPS_UNCOND.value,
                                               steps_cond=_STEPS_COND.value,
+                                              eta_uncond=_ETA_UNCOND.value,
+                                              eta_cond=_ETA_COND.value,
                                               clip_denoised=_CLIP.value,
                                               replace_rgb=_REPLACE_RGB.value,
                                               replace_depth=_REPLACE_DEPTH.value),
@@ -141,7 +145,7 @@ def main(argv):
                  true['coverage'], generated['coverage'] - true['coverage'], ''])
   print(f'# demo quality: {os.path.basename(uncond)} + {os.path.basename(cond)}, '
         f'{nets.image_size} px synthetic_rgbd test split ({textures} textures), DDIM '
-        f'{settings.steps_uncond}/{settings.steps_cond}, guidance {_GUIDANCE.value}, x_0 edits '
+        f'{settings.steps_uncond}/{settings.steps_cond} (eta {settings.eta_uncond}/{settings.eta}), guidance {_GUIDANCE.value}, x_0 edits '
         f'{settings.replace_rgb}/{settings.replace_depth}; '
         f'{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, '
         f'JAX {jax.__version__} on {jax.devices()[0].platform}\n')

@@ -91,6 +91,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.preview.steps = 250  # DDIM steps (the authors' trainer: 250)
   config.preview.guidance = 3.0
   config.preview.clip_denoised = False  # x_0 clipped to [-1, 1] (samplers.ddim_sample)
+  config.preview.eta = 0.0  # DDIM eta (0: deterministic, as the authors sample)
   if arg == 'runlocal':
     config.model.update(model_channels=32, image_size=32, channel_mult=(1, 2, 2),
                         attention_resolutions=(16, 8), num_groups=16, num_head_channels=16,

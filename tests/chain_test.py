@@ -8,6 +8,7 @@ from jax import lax
 
 from ivid_jax.data import synthetic
 from ivid_jax.diffusion import gaussian
+from ivid_jax.diffusion import samplers
 from ivid_jax.diffusion import schedules
 from ivid_jax.geometry import cameras
 from ivid_jax.geometry import depth as depth_lib
@@ -195,6 +196,24 @@ def test_the_chain_clips_x0_and_erodes_the_condition_as_its_settings_say():
       cond, jax.random.key(0))
   # The last DDIM step returns x_0 unedited in RGB: 3, clipped to 1 (3 when not clipped).
   np.testing.assert_allclose(np.asarray(view[..., :3]), 1.0, atol=1e-5)
+
+
+def _linear_eps(aux, key, x_t, t):
+  """eps of a 'network' whose x_0 is half of x_t: the DDIM path depends on its noise."""
+  del aux, key
+  return gaussian.predict_eps(_SCHEDULE, x_t, t, 0.5 * x_t)
+
+
+def test_view_0_is_drawn_with_the_settings_ddim_eta():
+  net = chain.Network(_linear_eps, None, _SCHEDULE)
+  key = jax.random.key(3)
+  first = jax.jit(lambda k, eta: chain._first_view(net, k, None, (1, 8, 8, 4), 10, False, eta))  # pylint: disable=protected-access
+  deterministic, stochastic = first(key, 0.0), first(key, 1.0)
+  x_T, k = chain._view_noise(jax.random.fold_in(key, 0), (1, 8, 8, 4))  # pylint: disable=protected-access
+  for eta, got in ((0.0, deterministic), (1.0, stochastic)):
+    want = samplers.ddim_sample(_linear_eps, None, k, x_T, _SCHEDULE, steps=10, eta=eta)
+    np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-5, atol=1e-6)
+  assert float(jnp.abs(deterministic - stochastic).max()) > 0.1
 
 
 def test_the_authors_pixel_constants_scale_with_the_resolution():

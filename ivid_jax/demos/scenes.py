@@ -67,6 +67,8 @@ class Options:
   seed: int = 0  # scene i is sampler seed `seed + i`; the image-to-3D scene comes last
   steps_uncond: int = 50  # DDIM steps of view 0
   steps_cond: int = 20  # DDIM steps of each further view
+  eta_uncond: float = 0.0  # DDIM eta of view 0
+  eta_cond: float = 0.0  # DDIM eta of each further view
   guidance: float = 3.0  # classifier-free guidance w (the authors' value for pictures)
   # x_0 clipped to [-1, 1] in every DDIM step: the shipped networks are briefly trained and
   # overshoot at large t (the authors sample unclipped; False for their networks).
@@ -245,6 +247,7 @@ def chain_settings(opts: Options, image_size: int) -> chain.Settings:
   extra = {} if opts.erode_rgb is None else {'erode_rgb': opts.erode_rgb}
   return chain.for_resolution(image_size, steps_uncond=opts.steps_uncond,
                               steps_cond=opts.steps_cond, clip_denoised=opts.clip_denoised,
+                              eta_uncond=opts.eta_uncond, eta=opts.eta_cond,
                               replace_rgb=opts.replace_rgb, replace_depth=opts.replace_depth,
                               **extra)
 

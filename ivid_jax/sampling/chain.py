@@ -83,7 +83,10 @@ class Settings(NamedTuple):
   """Everything static about a chain (hashable; defaults are the authors')."""
   steps_uncond: int = 1000  # >= the schedule's T: DDPM over all steps; fewer: DDIM
   steps_cond: int = 50
-  eta: float = 0.0
+  eta: float = 0.0  # DDIM eta of the further views
+  # DDIM eta of view 0 when steps_uncond < T (the authors: 0). 1 draws like DDPM at DDIM's
+  # cost: a young network's deterministic DDIM samples are speckled (README, Training).
+  eta_uncond: float = 0.0
   replace_rgb: float = 0.1
   replace_depth: float = 0.2
   constrain_depth: float = 0.5
@@ -128,14 +131,14 @@ def _view_noise(key: Array, shape: tuple[int, ...]) -> tuple[Array, Array]:
 
 
 def _first_view(net: Network, key: Array, classes: Array | None, shape: tuple[int, ...],
-                steps: int, clip_denoised: bool = False) -> Array:
+                steps: int, clip_denoised: bool = False, eta: float = 0.0) -> Array:
   """View 0 of one scene: x_0 [1, N, N, 4] in [-1, 1]."""
   x_T, k = _view_noise(jax.random.fold_in(key, 0), shape)  # pylint: disable=invalid-name
   aux = {'params': net.params, 'classes': classes}
   if steps >= net.schedule.num_steps:
     return samplers.ddpm_sample(net.eps_fn, aux, k, x_T, net.schedule,
                                 clip_denoised=clip_denoised)
-  return samplers.ddim_sample(net.eps_fn, aux, k, x_T, net.schedule, steps=steps,
+  return samplers.ddim_sample(net.eps_fn, aux, k, x_T, net.schedule, steps=steps, eta=eta,
                               clip_denoised=clip_denoised)
 
 
@@ -225,7 +228,8 @@ def run_chain(uncond: Network | None, cond: Network | None, keys: Array, classes
     if uncond is None:
       raise ValueError('the chain needs the unconditional network or a given first view')
     x0 = jax.vmap(lambda k, c: _first_view(uncond, k, per_scene_classes(c), shape,
-                                           s.steps_uncond, s.clip_denoised)[0])(keys, cls)
+                                           s.steps_uncond, s.clip_denoised,
+                                           s.eta_uncond)[0])(keys, cls)
     rgbd0 = x0 / 2.0 + 0.5
   else:
     rgbd0 = jnp.asarray(first_view, jnp.float32)

@@ -98,23 +98,23 @@ def make_inputs(*, kind: str, num: int, image_size: int, num_classes: int | None
 
 
 @functools.partial(jax.jit, static_argnames=('model', 'inpaint', 'guidance_w', 'steps',
-                                             'schedule_name', 'num_steps', 'clip_denoised'))
+                                             'schedule_name', 'num_steps', 'clip_denoised', 'eta'))
 def _sample(params, inputs: dict[str, Array], key: Array, *, model, inpaint: bool,
             guidance_w: float, steps: int, schedule_name: str, num_steps: int,
-            clip_denoised: bool) -> Array:
+            clip_denoised: bool, eta: float) -> Array:
   schedule = schedules.make_schedule(schedule_name, num_steps)
   eps_fn = guidance.make_eps_fn(model, guidance_w, inpaint)
   aux = {'params': params, 'classes': inputs.get('labels')}
   if inpaint:
     aux.update(y=inputs['y'], mask=inputs['mask'], mask_rgb=inputs['mask_rgb'])
   return samplers.ddim_sample(eps_fn, aux, key, inputs['noise'], schedule, steps=steps,
-                              clip_denoised=clip_denoised)
+                              eta=eta, clip_denoised=clip_denoised)
 
 
 def sample(params: Any, inputs: Inputs, *, model: Any, kind: str, steps: int, guidance_w: float,
            schedule_name: str = 'linear', num_steps: int = 1000, sharding: Any = None,
-           seed: int = 0, clip_denoised: bool = False) -> np.ndarray:
-  """DDIM samples [N, H, W, 4] (numpy) of the network for the preview inputs."""
+           seed: int = 0, clip_denoised: bool = False, eta: float = 0.0) -> np.ndarray:
+  """DDIM samples [N, H, W, 4] (numpy) of the network for the preview inputs (eta: DDIM's)."""
   arrays = {k: v for k, v in inputs._asdict().items() if v is not None and k != 'target'}
   if model.num_classes is None:
     arrays.pop('labels', None)
@@ -122,7 +122,7 @@ def sample(params: Any, inputs: Inputs, *, model: Any, kind: str, steps: int, gu
     arrays = jax.device_put(arrays, sharding)
   out = _sample(params, arrays, jax.random.key(seed), model=model, inpaint=kind == 'cond',
                 guidance_w=float(guidance_w), steps=steps, schedule_name=schedule_name,
-                num_steps=num_steps, clip_denoised=bool(clip_denoised))
+                num_steps=num_steps, clip_denoised=bool(clip_denoised), eta=float(eta))
   return np.asarray(jax.device_get(out))
 
 

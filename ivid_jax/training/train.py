@@ -447,6 +447,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str) -> state_lib.TrainSt
       samples = previews.sample(
           params, preview_inputs, model=model, kind=config.kind, steps=int(config.preview.steps),
           guidance_w=float(config.preview.guidance), clip_denoised=config.preview.clip_denoised,
+          eta=float(config.preview.get('eta', 0.0)),
           schedule_name=cfg.schedule,
           num_steps=cfg.num_steps, sharding=parallel.replicated(mesh))
       picture = previews.grid(samples, preview_inputs, config.kind)
