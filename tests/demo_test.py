@@ -123,6 +123,9 @@ def test_options_reach_the_chain_settings():
   assert settings.clip_denoised and settings.erode_rgb == 1
   assert settings.atol == settings.rtol == pytest.approx(0.12)  # 0.03 at 128 px
   assert (settings.steps_uncond, settings.steps_cond) == (50, 20)
+  assert (settings.eta_uncond, settings.eta) == (1.0, 1.0)  # stochastic DDIM for both networks
+  authors_eta = scenes.chain_settings(scenes.Options(eta_uncond=0.0, eta_cond=0.0), 32)
+  assert (authors_eta.eta_uncond, authors_eta.eta) == (0.0, 0.0)
   assert (settings.replace_rgb, settings.replace_depth) == (1.0, 1.0)
   authors = scenes.chain_settings(scenes.Options(replace_rgb=0.1, replace_depth=0.2), 32)
   assert (authors.replace_rgb, authors.replace_depth) == (0.1, 0.2)

@@ -46,6 +46,11 @@ _SEED = flags.DEFINE_integer('seed', 0, 'Scene i is drawn with sampler seed --se
 _STEPS_UNCOND = flags.DEFINE_integer('steps_uncond', 50, 'DDIM steps of view 0 (1000: DDPM).')
 _STEPS_COND = flags.DEFINE_integer('steps_cond', 20, 'DDIM steps of each further view (the '
                                    'authors: 50).')
+_ETA_UNCOND = flags.DEFINE_float('eta_uncond', 1.0, 'DDIM eta of view 0: 1 draws like DDPM at '
+                                  "DDIM's cost; 0 (the authors') gives the shipped, briefly "
+                                  'trained networks speckled views.', lower_bound=0.0)
+_ETA_COND = flags.DEFINE_float('eta_cond', 1.0, 'DDIM eta of each further view (the authors: 0).',
+                               lower_bound=0.0)
 _GUIDANCE = flags.DEFINE_float('guidance', 3.0, 'Classifier-free guidance w.')
 _CLIP = flags.DEFINE_bool('clip_denoised', True, 'Clip the predicted x_0 to [-1, 1] in every '
                           'step: the shipped networks are briefly trained and overshoot without '
@@ -82,7 +87,8 @@ def main(argv: list[str]) -> None:
 
   options = scenes.Options(
       classes=tuple(_CLASSES.value), seed=_SEED.value, steps_uncond=_STEPS_UNCOND.value,
-      steps_cond=_STEPS_COND.value, guidance=_GUIDANCE.value,
+      steps_cond=_STEPS_COND.value, eta_uncond=_ETA_UNCOND.value, eta_cond=_ETA_COND.value,
+      guidance=_GUIDANCE.value,
       clip_denoised=_CLIP.value, erode_rgb=_ERODE.value, replace_rgb=_REPLACE_RGB.value,
       replace_depth=_REPLACE_DEPTH.value, frames=_FRAMES.value,
       render_mode=_MODE.value, video_scale=_VIDEO_SCALE.value,

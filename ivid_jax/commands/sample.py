@@ -9,7 +9,7 @@ the schedule's length, 1000, else DDIM), or from --image (image-to-3D: the
 photo and its depth, from --depth in the authors' .npz format or estimated
 with --depth_model, preprocessed as training data); every further view from
 the conditional network, conditioned on all earlier views warped into its
-camera (DDIM, eta 0, the authors' x0 edits). Networks are model files
+camera (DDIM, eta 0 unless --eta_cond, the authors' x0 edits). Networks are model files
 (`ivid-jax export`, `ivid-jax convert-checkpoint`).
 
 View sets: uncond (view 0 only), random (one novel view per scene, yaw ~
@@ -46,6 +46,11 @@ _CLASSES = flags.DEFINE_string(
 _STEPS_UNCOND = flags.DEFINE_integer('steps_uncond', 1000, 'Steps for view 0: the schedule '
                                      'length (1000) runs DDPM, fewer run DDIM.')
 _STEPS_COND = flags.DEFINE_integer('steps_cond', 50, 'DDIM steps for every further view.')
+_ETA_UNCOND = flags.DEFINE_float('eta_uncond', 0.0, 'DDIM eta of view 0 when it runs DDIM (the '
+                                  "authors' 0; 1, stochastic, draws briefly trained networks' "
+                                  'views without speckle).', lower_bound=0.0)
+_ETA_COND = flags.DEFINE_float('eta_cond', 0.0, "DDIM eta of every further view (the authors' 0).",
+                               lower_bound=0.0)
 _CLIP = flags.DEFINE_bool('clip_denoised', False, 'Clip the predicted x_0 to [-1, 1] in every '
                           "step (ADM's default; the authors sample without it). Helps networks "
                           'trained briefly, such as the shipped synthetic ones.')
@@ -114,6 +119,7 @@ def main(argv: list[str]) -> None:
     extra = {} if _ERODE.value is None else {'erode_rgb': _ERODE.value}
     settings = chain.for_resolution(nets.image_size, steps_uncond=_STEPS_UNCOND.value,
                                     steps_cond=_STEPS_COND.value, clip_denoised=_CLIP.value,
+                                    eta_uncond=_ETA_UNCOND.value, eta=_ETA_COND.value,
                                     replace_rgb=_REPLACE_RGB.value,
                                     replace_depth=_REPLACE_DEPTH.value, **extra)
     paths = scene_io.make_dirs(_OUT.value)
