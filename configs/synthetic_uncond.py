@@ -8,7 +8,8 @@ small (32 channels) so that the demo samples a 3x9 scene on a CPU in seconds;
 the EMA warms up and the learning rate is 2x the authors'. Previews clip x_0
 (young networks overshoot at large t). Measured on the 2-core machine (README,
 "Configs and sweeps"): about 1 step/s alone; the shipped G_u has 6,000 steps
-(from step 2,000 at lr 5e-4) and draws speckled ground planes, skies and objects.
+(from step 2,000 at lr 5e-4) and draws ground planes, skies and flat-coloured
+objects with stochastic DDIM (preview.eta = 1); deterministic DDIM speckles them.
 The run resumes from its last checkpoint with a larger --config.total_steps.
 """
 
