@@ -4,7 +4,7 @@
       [--measure=inpaint,reprojection,demo]
 
 Defaults: the shipped synthetic models (data/models/), the demo's sampler
-settings (DDIM 50 for view 0 and 20 for the others, guidance 3, shown pixels
+settings (DDIM 50 for view 0 and 20 for the others, eta 1, guidance 3, shown pixels
 replaced by the condition, the authors' erosion and tolerances scaled to the
 networks' resolution), scenes of
 the synthetic_rgbd test split at the networks' resolution with the textures
