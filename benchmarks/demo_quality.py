@@ -145,7 +145,8 @@ def main(argv):
                  true['coverage'], generated['coverage'] - true['coverage'], ''])
   print(f'# demo quality: {os.path.basename(uncond)} + {os.path.basename(cond)}, '
         f'{nets.image_size} px synthetic_rgbd test split ({textures} textures), DDIM '
-        f'{settings.steps_uncond}/{settings.steps_cond} (eta {settings.eta_uncond}/{settings.eta}), guidance {_GUIDANCE.value}, x_0 edits '
+        f'{settings.steps_uncond}/{settings.steps_cond} (eta {settings.eta_uncond}/'
+        f'{settings.eta}), guidance {_GUIDANCE.value}, x_0 edits '
         f'{settings.replace_rgb}/{settings.replace_depth}; '
         f'{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, '
         f'JAX {jax.__version__} on {jax.devices()[0].platform}\n')
