@@ -90,3 +90,31 @@ def test_basic_profile_traces_the_chosen_steps(tmp_path):
   profile(3)
   traces = glob.glob(os.path.join(tmp_path, '**', '*.xplane.pb'), recursive=True)
   assert traces and os.path.getsize(traces[0]) > 0
+
+
+class _HalfX0:
+  """A stand-in 'network' for the preview sampler: eps whose x_0 is half of x_t."""
+  num_classes = None
+
+  def apply(self, variables, x, t, classes):
+    del variables, classes
+    from ivid_jax.diffusion import gaussian  # pylint: disable=g-import-not-at-top
+    from ivid_jax.diffusion import schedules  # pylint: disable=g-import-not-at-top
+    return gaussian.predict_eps(schedules.make_schedule(), x, t, 0.5 * x)
+
+
+def test_previews_sample_with_the_configs_ddim_eta():
+  import jax  # pylint: disable=g-import-not-at-top
+  from ivid_jax.diffusion import guidance  # pylint: disable=g-import-not-at-top
+  from ivid_jax.diffusion import samplers  # pylint: disable=g-import-not-at-top
+  from ivid_jax.diffusion import schedules  # pylint: disable=g-import-not-at-top
+  model = _HalfX0()
+  inputs = previews.make_inputs(kind='uncond', num=2, image_size=8, num_classes=None, seed=0)
+  got = {eta: previews.sample({}, inputs, model=model, kind='uncond', steps=5, guidance_w=0.0,
+                              eta=eta) for eta in (0.0, 1.0)}
+  for eta, out in got.items():
+    want = samplers.ddim_sample(guidance.make_eps_fn(model, 0.0, False),
+                                {'params': {}, 'classes': None}, jax.random.key(0),
+                                inputs.noise, schedules.make_schedule(), steps=5, eta=eta)
+    np.testing.assert_allclose(out, np.asarray(want), rtol=1e-5, atol=1e-6)
+  assert np.abs(got[0.0] - got[1.0]).max() > 0.1
