@@ -4,11 +4,11 @@
       [--measure=inpaint,reprojection,demo]
 
 Defaults: the shipped synthetic models (data/models/), the demo's sampler
-settings (DDIM 50 for view 0 and 20 for the others, eta 1, guidance 3, shown pixels
-replaced by the condition, the authors' erosion and tolerances scaled to the
-networks' resolution), scenes of
-the synthetic_rgbd test split at the networks' resolution with the textures
-they were trained on (rendered by the dataset's generator: no TFDS build).
+settings (DDIM 50 for view 0 and 20 for the others, eta 1, guidance 3, shown
+pixels replaced by the condition in every step including the last, the authors'
+erosion and tolerances scaled to the networks' resolution), scenes of the
+synthetic_rgbd test split at the networks' resolution with the textures they
+were trained on (rendered by the dataset's generator: no TFDS build).
 
 (a) inpaint: the conditional network against OpenCV's Telea inpainting of the
     same condition, on the pixels the condition does not show (PSNR, SSIM),
@@ -58,6 +58,8 @@ _ETA_COND = flags.DEFINE_float('eta_cond', demo.Options.eta_cond, 'Further views
 _GUIDANCE = flags.DEFINE_float('guidance', demo.Options.guidance, 'Guidance w.')
 _CLIP = flags.DEFINE_bool('clip_denoised', demo.Options.clip_denoised, 'Clip x_0 in every step.')
 _REPLACE_RGB = flags.DEFINE_float('replace_rgb', demo.Options.replace_rgb, 'x_0 colour edit.')
+_REPLACE_RGB_LAST = flags.DEFINE_bool('replace_rgb_last', demo.Options.replace_rgb_last,
+                                      'x_0 colour edit on the final step too.')
 _REPLACE_DEPTH = flags.DEFINE_float('replace_depth', demo.Options.replace_depth, 'x_0 depth edit.')
 
 
@@ -111,6 +113,7 @@ def main(argv):
                                               eta_cond=_ETA_COND.value,
                                               clip_denoised=_CLIP.value,
                                               replace_rgb=_REPLACE_RGB.value,
+                                              replace_rgb_last=_REPLACE_RGB_LAST.value,
                                               replace_depth=_REPLACE_DEPTH.value),
                                  nets.image_size)
   textures = demo.training_textures(uncond)
@@ -147,7 +150,8 @@ def main(argv):
         f'{nets.image_size} px synthetic_rgbd test split ({textures} textures), DDIM '
         f'{settings.steps_uncond}/{settings.steps_cond} (eta {settings.eta_uncond}/'
         f'{settings.eta}), guidance {_GUIDANCE.value}, x_0 edits '
-        f'{settings.replace_rgb}/{settings.replace_depth}; '
+        f'{settings.replace_rgb}/{settings.replace_depth}'
+        f'{" (colour on the last step too)" if settings.replace_rgb_last else ""}; '
         f'{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, '
         f'JAX {jax.__version__} on {jax.devices()[0].platform}\n')
   print(report.markdown_table(['measurement', 'ivid-jax', 'reference', 'difference', 'target'],

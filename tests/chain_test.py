@@ -196,6 +196,14 @@ def test_the_chain_clips_x0_and_erodes_the_condition_as_its_settings_say():
       cond, jax.random.key(0))
   # The last DDIM step returns x_0 unedited in RGB: 3, clipped to 1 (3 when not clipped).
   np.testing.assert_allclose(np.asarray(view[..., :3]), 1.0, atol=1e-5)
+  # Full replacement on the last step too: the shown colour is the condition's own.
+  full = settings._replace(replace_rgb=1.0, replace_rgb_last=True)
+  view = jax.jit(lambda c, k: chain._next_view(net, k, None, c, 1, full))(  # pylint: disable=protected-access
+      cond, jax.random.key(0))
+  shown = np.asarray(cond.mask_rgb[..., 0]) > 0.5
+  rgb = np.asarray(view[0, ..., :3]) / 2 + 0.5
+  np.testing.assert_allclose(rgb[shown], np.asarray(cond.color)[shown], atol=1e-5)
+  np.testing.assert_allclose(rgb[~shown], 1.0, atol=1e-5)
 
 
 def _linear_eps(aux, key, x_t, t):

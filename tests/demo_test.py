@@ -127,8 +127,11 @@ def test_options_reach_the_chain_settings():
   authors_eta = scenes.chain_settings(scenes.Options(eta_uncond=0.0, eta_cond=0.0), 32)
   assert (authors_eta.eta_uncond, authors_eta.eta) == (0.0, 0.0)
   assert (settings.replace_rgb, settings.replace_depth) == (1.0, 1.0)
-  authors = scenes.chain_settings(scenes.Options(replace_rgb=0.1, replace_depth=0.2), 32)
+  assert settings.replace_rgb_last  # the shown colour is the condition's, final step included
+  authors = scenes.chain_settings(scenes.Options(replace_rgb=0.1, replace_depth=0.2,
+                                                 replace_rgb_last=False), 32)
   assert (authors.replace_rgb, authors.replace_depth) == (0.1, 0.2)
+  assert not authors.replace_rgb_last
   settings = scenes.chain_settings(scenes.Options(erode_rgb=2, clip_denoised=False), 128)
   assert not settings.clip_denoised and settings.erode_rgb == 2
   assert scenes.chain_settings(scenes.Options(), 128).erode_rgb == 3

@@ -257,6 +257,9 @@ def test_inpaint_edit_rules():
   last = np.asarray(samplers.inpaint_edit(e, x0, jnp.array(True)))
   np.testing.assert_allclose(last[0, 0, :, :3], 0.0)  # no RGB replacement on the last step
   np.testing.assert_allclose(last[..., 3], out[..., 3])
+  always = np.asarray(samplers.inpaint_edit(e._replace(replace_rgb_last=True), x0,
+                                            jnp.array(True)))
+  np.testing.assert_allclose(always, out)  # ... unless asked for: then as on the other steps
 
 
 @pytest.mark.slow  # 300 optimiser steps; the trainer's tests show a falling loss by default

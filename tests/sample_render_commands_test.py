@@ -44,6 +44,7 @@ def test_sample_then_render_writes_scenes_grids_videos_and_meshes(tmp_path, tiny
   assert settings['erode_rgb'] == 1
   assert settings['atol'] == settings['rtol'] == pytest.approx(0.03 * 128 / 16)
   assert (settings['replace_rgb'], settings['replace_depth']) == (0.1, 0.2)
+  assert settings['replace_rgb_last'] is False
 
   result = _ivid('render', f'--scene_dir={out}', '--frames=4', '--mode=preview',
                  '--export=ply,glb,points', '--video=gif')

@@ -63,6 +63,10 @@ _REPLACE_RGB = flags.DEFINE_float('replace_rgb', 1.0, 'x_0 edit: colour of the s
                                    "(the authors: 0.1; 1.0 keeps the shipped, briefly trained "
                                    'G_c consistent with the earlier views).', lower_bound=0.0,
                                    upper_bound=1.0)
+_REPLACE_RGB_LAST = flags.DEFINE_bool('replace_rgb_last', True, 'The colour replacement on the '
+                                      'final DDIM step too, so the shown pixels are the earlier '
+                                      "views' aggregate itself (--noreplace_rgb_last: the "
+                                      "authors, who skip it there).")
 _REPLACE_DEPTH = flags.DEFINE_float('replace_depth', 1.0, 'x_0 edit: depth of the shown pixels '
                                      ':= this blend of the condition in every DDIM step (the '
                                      'authors: 0.2).', lower_bound=0.0, upper_bound=1.0)
@@ -90,7 +94,8 @@ def main(argv: list[str]) -> None:
       steps_cond=_STEPS_COND.value, eta_uncond=_ETA_UNCOND.value, eta_cond=_ETA_COND.value,
       guidance=_GUIDANCE.value,
       clip_denoised=_CLIP.value, erode_rgb=_ERODE.value, replace_rgb=_REPLACE_RGB.value,
-      replace_depth=_REPLACE_DEPTH.value, frames=_FRAMES.value,
+      replace_rgb_last=_REPLACE_RGB_LAST.value, replace_depth=_REPLACE_DEPTH.value,
+      frames=_FRAMES.value,
       render_mode=_MODE.value, video_scale=_VIDEO_SCALE.value,
       heldout=None if _HELDOUT.value < 0 else _HELDOUT.value, ceilings=_CEILINGS.value,
       metrics=tuple(_METRICS.value), export=tuple(_EXPORT.value))

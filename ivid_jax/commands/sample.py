@@ -62,6 +62,9 @@ _REPLACE_RGB = flags.DEFINE_float('replace_rgb', 0.1, 'x_0 edit: colour of the s
                                    'this blend of the condition in every DDIM step but the last '
                                    "(the authors' 0.1; 1.0 replaces it, for briefly trained "
                                    'networks).', lower_bound=0.0, upper_bound=1.0)
+_REPLACE_RGB_LAST = flags.DEFINE_bool('replace_rgb_last', False, 'The colour replacement on the '
+                                      "final DDIM step too (the authors skip it there; the demo "
+                                      'sets it for the shipped networks).')
 _REPLACE_DEPTH = flags.DEFINE_float('replace_depth', 0.2, 'x_0 edit: depth of the shown pixels '
                                      ":= this blend of the condition (the authors' 0.2).",
                                      lower_bound=0.0, upper_bound=1.0)
@@ -121,6 +124,7 @@ def main(argv: list[str]) -> None:
                                     steps_cond=_STEPS_COND.value, clip_denoised=_CLIP.value,
                                     eta_uncond=_ETA_UNCOND.value, eta=_ETA_COND.value,
                                     replace_rgb=_REPLACE_RGB.value,
+                                    replace_rgb_last=_REPLACE_RGB_LAST.value,
                                     replace_depth=_REPLACE_DEPTH.value, **extra)
     paths = scene_io.make_dirs(_OUT.value)
     record = {'uncond': nets.sources.get('uncond'), 'cond': nets.sources.get('cond'),

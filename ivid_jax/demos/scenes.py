@@ -86,6 +86,9 @@ class Options:
   # views consistent where they overlap (measured: README Demo).
   replace_rgb: float = 1.0
   replace_depth: float = 1.0
+  # The colour replacement on the final step too (the authors skip it): the shown pixels are then
+  # the earlier views' aggregate itself, not the young G_c's redrawing of it (README, Demo).
+  replace_rgb_last: bool = True
   frames: int = 60  # frames of the swing video
   render_mode: str = 'exact'  # 'exact' (the authors' fusion renderer) or 'preview'
   video_scale: int = 4  # nearest-neighbour enlargement of the video frames, for viewing
@@ -252,6 +255,7 @@ def chain_settings(opts: Options, image_size: int) -> chain.Settings:
                               steps_cond=opts.steps_cond, clip_denoised=opts.clip_denoised,
                               eta_uncond=opts.eta_uncond, eta=opts.eta_cond,
                               replace_rgb=opts.replace_rgb, replace_depth=opts.replace_depth,
+                              replace_rgb_last=opts.replace_rgb_last,
                               **extra)
 
 

@@ -108,7 +108,8 @@ class InpaintEdit(NamedTuple):
 
   cond: [B, H, W, 4] the condition y in [-1, 1]; mask, mask_rgb: {0, 1}
   [B, H, W, 1]; depth_convex: [B, H, W, 1] in [-1, 1] (-1 where nothing was
-  rendered); weights: float scalars.
+  rendered); weights: float scalars; replace_rgb_last: bool, the colour
+  replacement on the final step too (the authors: off).
   """
   cond: Array
   mask: Array
@@ -117,12 +118,14 @@ class InpaintEdit(NamedTuple):
   replace_rgb: Array | float = 0.1
   replace_depth: Array | float = 0.2
   constrain_depth: Array | float = 0.5
+  replace_rgb_last: Array | bool = False
 
 
 def inpaint_edit(e: InpaintEdit, x0: Array, last: Array) -> Array:
   """The authors' edits of x_0 inside DDIM for the conditional model.
 
-  - replace_rgb w: inside mask_rgb, rgb = w cond + (1 - w) x_0; not on the last step.
+  - replace_rgb w: inside mask_rgb, rgb = w cond + (1 - w) x_0; not on the last step
+    unless `replace_rgb_last`.
   - replace_depth w: inside mask, z = w cond + (1 - w) x_0; every step.
   - constrain_depth w: outside mask, z = w max(z, depth_convex) + (1 - w) z, which
     pushes hallucinated depth behind the rubber-sheet / frustum-wall surface.
@@ -130,7 +133,7 @@ def inpaint_edit(e: InpaintEdit, x0: Array, last: Array) -> Array:
   rgb, z = x0[..., :3], x0[..., 3:]
   blended = (e.replace_rgb * e.cond[..., :3] + (1 - e.replace_rgb) * rgb) * e.mask_rgb \
       + rgb * (1 - e.mask_rgb)
-  rgb = jnp.where(last, rgb, blended)
+  rgb = jnp.where(jnp.logical_and(last, jnp.logical_not(e.replace_rgb_last)), rgb, blended)
   z = (e.replace_depth * e.cond[..., 3:] + (1 - e.replace_depth) * z) * e.mask + z * (1 - e.mask)
   constrained = e.constrain_depth * jnp.maximum(z, e.depth_convex) + (1 - e.constrain_depth) * z
   z = z * e.mask + constrained * (1 - e.mask)

@@ -99,6 +99,10 @@ class Settings(NamedTuple):
   ssaa: int = 3
   group: int | None = None  # scenes aggregated together; None: 1 on CPU, all elsewhere
   clip_denoised: bool = False  # x_0 clipped to [-1, 1] in every step (the authors: never)
+  # The colour replacement on the final DDIM step too (the authors skip it there, so the shown
+  # pixels are the network's own last denoising; a G_c that copies its condition loosely then
+  # redraws them slightly differently in every view).
+  replace_rgb_last: bool = False
 
 
 def for_resolution(image_size: int, **overrides) -> Settings:
@@ -151,7 +155,7 @@ def _next_view(net: Network, key: Array, classes: Array | None, cond: aggregate.
          'mask_rgb': inputs['mask_rgb'], 'view': view}
   edit = samplers.InpaintEdit(inputs['y'], inputs['mask'], inputs['mask_rgb'],
                               inputs['depth_convex'], s.replace_rgb, s.replace_depth,
-                              s.constrain_depth)
+                              s.constrain_depth, s.replace_rgb_last)
   return samplers.ddim_sample(net.eps_fn, aux, k, x_T, net.schedule, steps=s.steps_cond,
                               eta=s.eta, edit_fn=samplers.inpaint_edit, edit_aux=edit,
                               clip_denoised=s.clip_denoised)
