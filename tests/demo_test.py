@@ -137,6 +137,22 @@ def test_options_reach_the_chain_settings():
   assert scenes.chain_settings(scenes.Options(), 128).erode_rgb == 3
 
 
+def test_the_ground_truth_thread_finds_tfds_imported_before_it_starts():
+  # TFDS imports under etils' lazy_imports, which swaps the process-wide __import__: on the
+  # background thread it would race with JAX's imports on the main thread. A fresh process,
+  # as no other test may have imported TFDS yet; the thread records what it found.
+  code = """
+import sys
+from ivid_jax.demos import scenes
+assert 'tensorflow_datasets' not in sys.modules
+scenes.heldout_scenes = lambda *a: 'tensorflow_datasets' in sys.modules
+print(scenes.start_heldout_scenes(32, [0]).result())
+"""
+  out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=False)
+  assert out.returncode == 0, out.stderr[-2000:]
+  assert out.stdout.strip().splitlines()[-1] == 'True'
+
+
 def test_side_by_side_puts_true_views_left_and_generated_right():
   v, n = 3, 4
   true = np.zeros((v, n, n, 4), np.float32)

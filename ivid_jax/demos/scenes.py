@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import importlib
 import importlib.resources
 import importlib.util
 import os
@@ -243,6 +244,25 @@ def heldout_scenes(resolution: int, indices: Sequence[int], textures: str = 'sol
     got = ground_truth.synthetic_scenes(resolution, 'test', start, block, textures=textures)
     out.update({start + k: s for k, s in enumerate(got) if start + k in indices})
   return out
+
+
+def start_heldout_scenes(resolution: int, indices: Sequence[int], textures: str = 'solid'
+                         ) -> concurrent.futures.Future:
+  """`heldout_scenes` on a background thread; its result is the future's.
+
+  Compiling the scene sampler is single-threaded and takes 15-30 s on a small CPU:
+  it runs beside view 0's compilation and sampling. The modules it needs are
+  imported here first, on the calling thread: TFDS imports its builders inside
+  etils' `lazy_imports`, which swaps the process-wide `__import__` while it runs,
+  so an import JAX makes on the main thread at that moment (while tracing) gets a
+  lazy stand-in and fails (seen in a demo run here: "No module named
+  'jax._src.hijax.HiType'", raised from `jax.random.key`).
+  """
+  importlib.import_module('ivid_jax.data.synthetic_rgbd')  # and with it tensorflow_datasets
+  pool = concurrent.futures.ThreadPoolExecutor(1)
+  future = pool.submit(heldout_scenes, resolution, indices, textures)
+  pool.shutdown(wait=False)
+  return future
 
 
 # ---------------------------------------------------------------------------------------------
@@ -474,11 +494,7 @@ def run_demo(out_dir: str, *, uncond: str | None = None, cond: str | None = None
     textures = training_textures(uncond)
     log(f'[2/6] ground truth: synthetic_rgbd test scenes {sorted(set(wanted))} at {n} px '
         f'({textures} textures) by the dataset\'s generator, while view 0 is sampled')
-    # Compiling the scene sampler is single-threaded and takes 15-30 s on a small CPU: it runs
-    # beside view 0's compilation and sampling, and is waited for only before the chain.
-    pool = concurrent.futures.ThreadPoolExecutor(1)
-    pending = pool.submit(heldout_scenes, n, wanted, textures)
-    pool.shutdown(wait=False)
+    pending = start_heldout_scenes(n, wanted, textures)
 
   seeds = [opts.seed + i for i in range(len(labels))]
   first_sampler = ('DDPM' if opts.steps_uncond >= nets.uncond.schedule.num_steps else
