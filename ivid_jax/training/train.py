@@ -192,7 +192,7 @@ def train_step(state: state_lib.TrainState, batch: dict[str, Array], *, model,
     grads = jax.lax.with_sharding_constraint(
         grads, parallel.state_shardings(grads, mesh, True, cfg.fsdp_min_size))
 
-  grad_norm = optax.global_norm(grads)
+  grad_norm = optax.tree.norm(grads)
   finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   new_params = optax.apply_updates(state.params, updates)
@@ -206,8 +206,8 @@ def train_step(state: state_lib.TrainState, batch: dict[str, Array], *, model,
   new_state = jax.lax.with_sharding_constraint(
       new_state, parallel.state_shardings(new_state, mesh, cfg.fsdp, cfg.fsdp_min_size))
   metrics = {'loss': loss, 'grad_norm': grad_norm,
-             'param_norm': optax.global_norm(new_state.params),
-             'update_norm': jnp.where(finite, optax.global_norm(updates), 0.0),
+             'param_norm': optax.tree.norm(new_state.params),
+             'update_norm': jnp.where(finite, optax.tree.norm(updates), 0.0),
              'finite': finite.astype(jnp.float32), 'nonfinite': new_state.nonfinite,
              'nonfinite_run': run}
   return new_state, metrics
