@@ -59,7 +59,8 @@ _ERODE = flags.DEFINE_integer('erode_rgb', None, "Radius (pixels) of the conditi
                               "default: the authors' 3 px at 128 px scaled to the networks' "
                               'resolution (1 at 32 px).', lower_bound=1)
 _REPLACE_RGB = flags.DEFINE_float('replace_rgb', 1.0, 'x_0 edit: colour of the shown pixels := '
-                                   'this blend of the condition in every DDIM step but the last '
+                                   'this blend of the condition in every DDIM step (the last one '
+                                   'as --replace_rgb_last says) '
                                    "(the authors: 0.1; 1.0 keeps the shipped, briefly trained "
                                    'G_c consistent with the earlier views).', lower_bound=0.0,
                                    upper_bound=1.0)

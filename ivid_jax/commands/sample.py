@@ -59,7 +59,8 @@ _ERODE = flags.DEFINE_integer('erode_rgb', None, "Radius (pixels) of the conditi
                               'resolution (3 at 128 px as they sample, 1 at 32 px); the discontinuity '
                               'tolerances scale likewise (chain.for_resolution).', lower_bound=1)
 _REPLACE_RGB = flags.DEFINE_float('replace_rgb', 0.1, 'x_0 edit: colour of the shown pixels := '
-                                   'this blend of the condition in every DDIM step but the last '
+                                   'this blend of the condition in every DDIM step but the last, '
+                                   'unless --replace_rgb_last '
                                    "(the authors' 0.1; 1.0 replaces it, for briefly trained "
                                    'networks).', lower_bound=0.0, upper_bound=1.0)
 _REPLACE_RGB_LAST = flags.DEFINE_bool('replace_rgb_last', False, 'The colour replacement on the '

@@ -82,9 +82,10 @@ class Options:
   # (`chain.for_resolution`).
   erode_rgb: int | None = None
   # x_0 edits inside the shown pixels: colour and depth := this blend of the condition in every
-  # DDIM step but the last. The authors' 0.1 / 0.2 assume a G_c that copies its condition by
-  # itself; the shipped one, briefly trained, barely does, and full replacement (1.0) keeps the
-  # views consistent where they overlap (measured: README Demo).
+  # DDIM step (the colour on the last one as `replace_rgb_last` says). The authors' 0.1 / 0.2
+  # assume a G_c that copies its condition by itself; the shipped one, briefly trained, barely
+  # does, and full replacement (1.0) keeps the views consistent where they overlap (measured:
+  # README Demo).
   replace_rgb: float = 1.0
   replace_depth: float = 1.0
   # The colour replacement on the final step too (the authors skip it): the shown pixels are then
