@@ -27,14 +27,19 @@ import jax.numpy as jnp
 from jax import Array
 from jax import lax
 
+from ivid_jax.geometry import cameras
 from ivid_jax.geometry import depth as depth_lib
 from ivid_jax.geometry import image as image_ops
 from ivid_jax.geometry import mesh as mesh_lib
 from ivid_jax.geometry import render
 from ivid_jax.geometry import warp
+from ivid_jax.geometry import raster
+from ivid_jax.rendering import cpu_kernel
 from ivid_jax.rendering import preview
 
 MODES = ('exact', 'preview')
+KERNELS = ('auto', 'jnp', 'cpu')
+KERNEL_GROUP = 16  # frames per CPU-kernel call: ~0.4 GB of clip vertices and samples
 # render.py: AggregationRenderer(640, 128, near=0.1, far=200) and load_scene's meshes.
 FUSION_SSAA = 5
 FUSION_NEAR, FUSION_FAR = 0.1, 200.0
@@ -81,13 +86,38 @@ def _exact_frames(meshes: mesh_lib.GridMesh, textures: Array, modelviews: Array,
   return render.resolve(acc, FUSION_NEAR)
 
 
-@functools.partial(jax.jit, static_argnames=('fov', 'near', 'far', 'mode', 'atol', 'rtol',
-                                             'erode_rgb', 'ssaa', 'group'))
+def _kernel_frames(meshes: mesh_lib.GridMesh, textures: Array, modelviews: Array, valid: Array,
+                   targets: Array, *, size: int, fov: float) -> render.Accumulated:
+  """`_exact_frames` by the CPU kernel (`cpu_kernel.render_frames`)."""
+  projection = cameras.perspective(fov, FUSION_NEAR, FUSION_FAR)
+  clip = jax.vmap(lambda t: raster.project(meshes.positions, t[None], projection))(targets)
+  color, depth = cpu_kernel.render_frames(
+      clip, targets, meshes.faces, meshes.normals, meshes.uv, meshes.flags, textures, modelviews,
+      valid, size=size, fov=fov, near=FUSION_NEAR, far=FUSION_FAR)
+  # The kernel returns what the exact renderer reads back; the masks are not used here.
+  return render.Accumulated(color=color, depth=depth, mask_depth=None, mask_color=None)
+
+
+def resolve_kernel(kernel: str) -> str:
+  """'jnp' or 'cpu' for `kernel` ('auto': the CPU kernel on the CPU backend where it builds)."""
+  if kernel not in KERNELS:
+    raise ValueError(f'kernel must be one of {KERNELS}, got {kernel!r}')
+  if kernel == 'jnp':
+    return 'jnp'
+  if kernel == 'cpu':
+    ok, why = cpu_kernel.available()
+    if not ok:
+      raise cpu_kernel.KernelUnavailable(f"kernel='cpu' asked for, but {why}")
+    return 'cpu'
+  return 'cpu' if jax.default_backend() == 'cpu' and cpu_kernel.available()[0] else 'jnp'
+
+
 def render_scene(views: Array, modelviews: Array, target_modelviews: Array, *,
                  valid: Array | None = None, fov: float = 45.0,
                  near: float = depth_lib.SAMPLE_NEAR, far: float = depth_lib.SAMPLE_FAR,
                  mode: str = 'exact', atol: float = 0.03, rtol: float = 0.03, erode_rgb: int = 3,
-                 ssaa: int = FUSION_SSAA, group: int | None = None) -> tuple[Array, Array]:
+                 ssaa: int = FUSION_SSAA, group: int | None = None,
+                 kernel: str = 'auto') -> tuple[Array, Array]:
   """Renders a scene's views from new cameras.
 
   Args:
@@ -99,13 +129,30 @@ def render_scene(views: Array, modelviews: Array, target_modelviews: Array, *,
     mode: 'exact' (the authors' renderer) or 'preview' (fast, approximate).
     atol, rtol, erode_rgb: mesh flags as the authors' load_scene builds them.
     ssaa: supersampling per axis of 'exact' (the authors' 5).
-    group: frames rendered together (static); None: 1 on CPU, all elsewhere.
+    group: frames rendered together (static); None: 1 on CPU (16 with the CPU kernel), all
+      elsewhere.
+    kernel: how 'exact' runs: 'jnp' (any backend), 'cpu' (the compiled XLA:CPU kernel,
+      `rendering.cpu_kernel`; same result up to float32 rounding of the angle weights, several
+      times faster), 'auto' (the kernel on the CPU backend where it builds, else jnp).
 
   Returns:
     color float32 [F, N, N, 3] in [0, 1] (8-bit values), black where no view
     reaches; depth float32 [F, N, N, 1] linear (camera-space z), 0.1 (the
     renderer's near plane) where nothing was drawn.
   """
+  use = resolve_kernel(kernel) if mode == 'exact' else 'jnp'
+  return _render_scene(views, modelviews, target_modelviews, valid=valid, fov=fov, near=near,
+                       far=far, mode=mode, atol=atol, rtol=rtol, erode_rgb=erode_rgb, ssaa=ssaa,
+                       group=group, kernel=use)
+
+
+@functools.partial(jax.jit, static_argnames=('fov', 'near', 'far', 'mode', 'atol', 'rtol',
+                                             'erode_rgb', 'ssaa', 'group', 'kernel'))
+def _render_scene(views: Array, modelviews: Array, target_modelviews: Array, *,
+                  valid: Array | None, fov: float, near: float, far: float, mode: str,
+                  atol: float, rtol: float, erode_rgb: int, ssaa: int, group: int | None,
+                  kernel: str) -> tuple[Array, Array]:
+  """`render_scene` with the kernel chosen (static): 'jnp' or 'cpu'."""
   if mode not in MODES:
     raise ValueError(f'mode must be one of {MODES}, got {mode!r}')
   views, modelviews, targets, valid = _check(views, modelviews, target_modelviews, valid)
@@ -116,8 +163,13 @@ def render_scene(views: Array, modelviews: Array, target_modelviews: Array, *,
   size = n * ssaa
   meshes = render.view_meshes(views, modelviews, fov=fov, near=near, far=far,
                               padding=FUSION_PADDING, atol=atol, rtol=rtol, erode_rgb=erode_rgb)
-  frames = functools.partial(_exact_frames, meshes, views[..., :3], modelviews, valid, size=size,
-                             fov=fov)
+  frames = functools.partial(_kernel_frames if kernel == 'cpu' else _exact_frames, meshes,
+                             views[..., :3], modelviews, valid, size=size, fov=fov)
+  if kernel == 'cpu' and group is None:
+    # The kernel walks its frames itself and reuses its buffers across them; equal groups
+    # of at most KERNEL_GROUP frames, so little padding is rendered (60 frames: 4 x 15).
+    count = targets.shape[0]
+    group = -(-count // -(-count // KERNEL_GROUP))
   out = warp.map_in_groups(frames, (targets,), group)
   color = image_ops.downsample_color_8bit(out.color, n)
   depth = image_ops.block_center(out.depth[..., None], ssaa)
