@@ -18,9 +18,10 @@ from ivid_jax.sampling import sampler
 from ivid_jax.sampling import scene_io
 
 
-def _ivid(*args, timeout=900):
+def _ivid(*args, timeout=900, env=None):
   result = subprocess.run([sys.executable, '-m', 'ivid_jax.main', *args], capture_output=True,
-                          text=True, timeout=timeout, check=False)
+                          text=True, timeout=timeout, check=False,
+                          env=None if env is None else {**os.environ, **env})
   return result
 
 
@@ -87,6 +88,11 @@ def test_rendering_without_the_views_a_trajectory_needs_is_refused(tmp_path):
   scene_io.write_scene(str(tmp_path / 'scenes' / 'scene_seed00000.npz'), one_view)
   result = _ivid('render', f'--scene_dir={tmp_path}', '--frames=4', timeout=300)
   assert result.returncode != 0 and 'single view' in result.stderr
+  # Asking for the CPU kernel where it cannot run says why (here: turned off).
+  result = _ivid('render', f'--scene_dir={tmp_path}', '--frames=4', '--allow_holes',
+                 '--kernel=cpu', timeout=300, env={'IVID_JAX_CPU_KERNEL': '0'})
+  assert result.returncode != 0 and "kernel='cpu'" in result.stderr, result.stderr[-2000:]
+  assert 'IVID_JAX_CPU_KERNEL=0' in result.stderr
   # Two views on the authors' 'random' protocol cannot carry the swing's +-0.6 rad of yaw.
   views = np.asarray(trajectories.modelviews(np.array([0.0, 0.2]), np.zeros(2)))
   with pytest.raises(ValueError, match=r'frame 3 of the trajectory is 0.54 rad .* --max_gap=0.25'):
