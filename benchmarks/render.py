@@ -6,7 +6,9 @@
 The scene is a procedural `synthetic_rgbd` scene seen from the authors' 3x9
 cameras (27 views, exact depth); the frames are the swing trajectory, rendered
 as one batch. Rows: `exact` (the authors' renderer: 5x supersampling, all
-views per frame), `preview` (point splatting), and with --authors_src (a
+views per frame) by the XLA:CPU kernel (`rendering/cpu_kernel.py`, CPU backend
+only; its first call includes building it unless it is cached) and by the
+portable jnp path, `preview` (point splatting), and with --authors_src (a
 checkout of JeffreyXiang/ivid) their moderngl AggregationRenderer on the same
 meshes and cameras, run in this interpreter if it has moderngl, PyGLM and
 easydict, else in --authors_python (e.g. a venv with `pip install moderngl
@@ -34,6 +36,7 @@ from absl import flags
 from ivid_jax.data import synthetic_rgbd
 from ivid_jax.geometry import depth as depth_lib
 from ivid_jax.geometry import render
+from ivid_jax.rendering import cpu_kernel
 from ivid_jax.rendering import fusion
 from ivid_jax.rendering import trajectories
 
@@ -97,20 +100,30 @@ def main(argv):
   views, modelviews = _scene(size)
   targets = trajectories.modelviews(*trajectories.swing(nframes))
   rows = []
-  for mode in ('exact', 'preview'):
-    fn = lambda mode=mode: jax.block_until_ready(fusion.render_scene(
+  for mode, kernel, name in (('exact', 'cpu', 'ours, exact (CPU kernel)'),
+                             ('exact', 'jnp', 'ours, exact (jnp)'),
+                             ('preview', 'jnp', 'ours, preview')):
+    if kernel == 'cpu':
+      ok, why = cpu_kernel.available()
+      if jax.default_backend() != 'cpu' or not ok:
+        rows.append((f'{name}: {why or "not on the CPU backend"}', None, None))
+        continue
+    fn = lambda mode=mode, kernel=kernel: jax.block_until_ready(fusion.render_scene(
         views, modelviews, targets, mode=mode, near=depth_lib.TRAIN_NEAR,
-        far=depth_lib.TRAIN_FAR))
+        far=depth_lib.TRAIN_FAR, kernel=kernel))
     start = time.perf_counter()
     fn()
     compile_s = time.perf_counter() - start
     seconds = _median(fn, _REPEATS.value)
-    rows.append((f'ours, {mode}', compile_s, nframes / seconds))
+    rows.append((name, compile_s, nframes / seconds))
   authors, note = _authors_fps(views, modelviews, targets, size, _REPEATS.value)
   print(f'| renderer ({len(views)} views, {size} px, batch {nframes}) | first call s | '
         'frames / s | vs authors |')
   print('|---|---:|---:|---:|')
   for name, compile_s, fps in rows:
+    if fps is None:
+      print(f'| {name} | - | - | - |')
+      continue
     ratio = f'{fps / authors:.2f}x' if authors else '-'
     print(f'| {name} | {compile_s:.1f} | {fps:.2f} | {ratio} |')
   print(f'| authors, {note} | - | {authors:.2f} | 1.00x |' if authors else
