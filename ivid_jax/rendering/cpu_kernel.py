@@ -91,8 +91,8 @@ def _cpu_id() -> str:
           parts.append(line.strip())
         if line.strip() == '':
           break  # the first processor is enough
-  except OSError:
-    pass
+  except OSError:  # no /proc (macOS): the platform strings above are what there is
+    parts.append('no /proc/cpuinfo')
   return '\n'.join(parts)
 
 
