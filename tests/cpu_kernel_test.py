@@ -114,3 +114,10 @@ def test_the_built_library_is_cached(monkeypatch, tmp_path):
   assert cpu_kernel._build() == first
   assert (tmp_path / first.split('/')[-1]).stat().st_mtime_ns == stamp
   assert [p.name for p in tmp_path.iterdir()] == [first.split('/')[-1]]
+
+
+def test_other_backends_keep_the_jnp_path(monkeypatch):
+  monkeypatch.setattr(jax, 'default_backend', lambda: 'gpu')
+  assert fusion.resolve_kernel('auto') == 'jnp'
+  with pytest.raises(cpu_kernel.KernelUnavailable, match="CPU backend.*'gpu'"):
+    fusion.resolve_kernel('cpu')

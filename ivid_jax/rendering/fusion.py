@@ -31,9 +31,9 @@ from ivid_jax.geometry import cameras
 from ivid_jax.geometry import depth as depth_lib
 from ivid_jax.geometry import image as image_ops
 from ivid_jax.geometry import mesh as mesh_lib
+from ivid_jax.geometry import raster
 from ivid_jax.geometry import render
 from ivid_jax.geometry import warp
-from ivid_jax.geometry import raster
 from ivid_jax.rendering import cpu_kernel
 from ivid_jax.rendering import preview
 
@@ -105,6 +105,10 @@ def resolve_kernel(kernel: str) -> str:
   if kernel == 'jnp':
     return 'jnp'
   if kernel == 'cpu':
+    if jax.default_backend() != 'cpu':
+      raise cpu_kernel.KernelUnavailable(
+          f"kernel='cpu' runs on the CPU backend; JAX's default here is "
+          f"{jax.default_backend()!r}: use kernel='jnp' (or 'auto')")
     ok, why = cpu_kernel.available()
     if not ok:
       raise cpu_kernel.KernelUnavailable(f"kernel='cpu' asked for, but {why}")
