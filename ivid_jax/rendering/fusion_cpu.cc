@@ -271,7 +271,7 @@ class Renderer {
         std::fill(acc.begin(), acc.end(), Acc{});
         for (int64_t v = 0; v < p_.num_views; ++v) {
           if (!p_.valid[v]) continue;
-          Rasterize(f, v, blk, y_lo, y_hi, zbuf.data());
+          Rasterize(v, blk, y_lo, y_hi, zbuf.data());
           Shade(f, v, y_lo, y_hi, zbuf.data(), acc.data(), &rs);
         }
         Resolve(f, y_lo, y_hi, acc.data());
@@ -358,7 +358,7 @@ class Renderer {
     }
   }
 
-  void Rasterize(int64_t frame, int64_t v, int64_t blk, int64_t y_lo, int64_t y_hi,
+  void Rasterize(int64_t v, int64_t blk, int64_t y_lo, int64_t y_hi,
                  uint32_t* zbuf) const {
     const int64_t S = p_.size;
     const float q_hi = key_[2 * v], scale = key_[2 * v + 1];
