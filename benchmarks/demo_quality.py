@@ -1,7 +1,7 @@
 """The quality the demo must show (issue 12, section 3), for given model files: one table.
 
   python benchmarks/demo_quality.py [--uncond=FILE --cond=FILE] [--num_scenes=10]
-      [--measure=inpaint,reprojection,demo]
+      [--measure=inpaint,reprojection,oracle,demo] [--ssaa=N --erode_rgb=N --far=D]
 
 Defaults: the shipped synthetic models (data/models/), the demo's sampler
 settings (DDIM 50 for view 0 and 20 for the others, eta 1, guidance 3, shown
@@ -21,6 +21,10 @@ were trained on (rendered by the dataset's generator: no TFDS build).
     and of the test scenes drawn by an oracle chain (true view 0, a stand-in
     G_c whose x_0 is the true view, the same settings): what the sampler's
     aggregation and x_0 edits leave of the ground truth's consistency.
+oracle: the last two alone (no networks run): the ground truth's reprojection
+    and the oracle chain's, for trying the sampler settings that bound (b)
+    (--ssaa, --erode_rgb, --far: the aggregate's supersampling, the RGB
+    erosion, the far plane of the depth encoding).
 (c) demo: the wall time of `ivid-jax demo` with its defaults, compilation
     included, in this process's first run (run it first: --measure=demo,...).
 """
@@ -56,7 +60,8 @@ from ivid_jax.sampling import scene_io
 _UNCOND = flags.DEFINE_string('uncond', None, 'Unconditional model file (default: shipped).')
 _COND = flags.DEFINE_string('cond', None, 'Conditional model file (default: shipped).')
 _NUM_SCENES = flags.DEFINE_integer('num_scenes', 10, 'Test scenes for (a) and (b).')
-_MEASURE = flags.DEFINE_list('measure', ['demo', 'inpaint', 'reprojection'], 'Which rows.')
+_MEASURE = flags.DEFINE_list('measure', ['demo', 'inpaint', 'reprojection'],
+                             'Which rows: demo, inpaint, reprojection, oracle.')
 _STEPS_UNCOND = flags.DEFINE_integer('steps_uncond', demo.Options.steps_uncond, 'View 0 steps.')
 _STEPS_COND = flags.DEFINE_integer('steps_cond', demo.Options.steps_cond, 'Further views steps.')
 _ETA_UNCOND = flags.DEFINE_float('eta_uncond', demo.Options.eta_uncond, 'View 0 DDIM eta.')
@@ -67,6 +72,10 @@ _REPLACE_RGB = flags.DEFINE_float('replace_rgb', demo.Options.replace_rgb, 'x_0 
 _REPLACE_RGB_LAST = flags.DEFINE_bool('replace_rgb_last', demo.Options.replace_rgb_last,
                                       'x_0 colour edit on the final step too.')
 _REPLACE_DEPTH = flags.DEFINE_float('replace_depth', demo.Options.replace_depth, 'x_0 depth edit.')
+_ERODE_RGB = flags.DEFINE_integer('erode_rgb', None, "Conditions' RGB erosion (default: scaled).")
+_SSAA = flags.DEFINE_integer('ssaa', chain.Settings().ssaa, "The aggregate's supersampling.")
+_FAR = flags.DEFINE_float('far', chain.Settings().far,
+                          "Far plane of the views' depth encoding (--measure=oracle only).")
 
 
 def _inpaint(nets, settings, truth):
@@ -130,7 +139,7 @@ def _oracle_scenes(settings, truth):
   """
   out = []
   for i, scene in enumerate(truth):
-    views = jnp.asarray(ground_truth.sampler_views(scene))
+    views = jnp.asarray(ground_truth.sampler_views(scene, settings.near, settings.far))
     net = chain.Network(_oracle_eps, views * 2.0 - 1.0, _ORACLE_SCHEDULE)
     got = chain.chain(None, net, sampler.scene_keys([i]), None, jnp.asarray(scene.modelview)[None],
                       views[None, 0], image_size=views.shape[1], settings=settings)
@@ -143,6 +152,10 @@ def _oracle_scenes(settings, truth):
 
 def main(argv):
   del argv
+  if _FAR.value != chain.Settings().far and set(_MEASURE.value) != {'oracle'}:
+    raise app.UsageError(f'--far={_FAR.value}: the networks draw depth with the far plane '
+                         f'{chain.Settings().far} they were trained with; another one is only '
+                         'for --measure=oracle (no networks run)')
   uncond = _UNCOND.value or demo.shipped_model('uncond')
   cond = _COND.value or demo.shipped_model('cond')
   nets = demo.load_networks(uncond, cond, _GUIDANCE.value)
@@ -153,8 +166,9 @@ def main(argv):
                                               clip_denoised=_CLIP.value,
                                               replace_rgb=_REPLACE_RGB.value,
                                               replace_rgb_last=_REPLACE_RGB_LAST.value,
-                                              replace_depth=_REPLACE_DEPTH.value),
-                                 nets.image_size)
+                                              replace_depth=_REPLACE_DEPTH.value,
+                                              erode_rgb=_ERODE_RGB.value),
+                                 nets.image_size)._replace(ssaa=_SSAA.value, far=_FAR.value)
   textures = demo.training_textures(uncond)
   rows = []
   if 'demo' in _MEASURE.value:
@@ -188,12 +202,23 @@ def main(argv):
                  generated['psnr'] - oracle['psnr'], ''])
     rows.append(['(b) overlap of neighbours, generated vs ground truth', generated['coverage'],
                  true['coverage'], generated['coverage'] - true['coverage'], ''])
+  if 'oracle' in _MEASURE.value:
+    true = ground_truth.consistency_ceilings(truth, tsed=False)['reprojection']
+    oracle = consistency.score_scenes(_oracle_scenes(settings, truth),
+                                      metrics=('reprojection',))['mean']['reprojection']
+    rows.append([f'(b) reprojection PSNR of neighbours, oracle chain vs ground truth '
+                 f'({len(truth)} scenes)', oracle['psnr'], true['psnr'],
+                 oracle['psnr'] - true['psnr'], ''])
+    rows.append(['(b) depth within 2% of neighbours, oracle chain vs ground truth',
+                 oracle['depth_inliers'], true['depth_inliers'],
+                 oracle['depth_inliers'] - true['depth_inliers'], ''])
   print(f'# demo quality: {os.path.basename(uncond)} + {os.path.basename(cond)}, '
         f'{nets.image_size} px synthetic_rgbd test split ({textures} textures), DDIM '
         f'{settings.steps_uncond}/{settings.steps_cond} (eta {settings.eta_uncond}/'
         f'{settings.eta}), guidance {_GUIDANCE.value}, x_0 edits '
         f'{settings.replace_rgb}/{settings.replace_depth}'
-        f'{" (colour on the last step too)" if settings.replace_rgb_last else ""}; '
+        f'{" (colour on the last step too)" if settings.replace_rgb_last else ""}, '
+        f'erosion {settings.erode_rgb}, ssaa {settings.ssaa}, far {settings.far}; '
         f'{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, '
         f'JAX {jax.__version__} on {jax.devices()[0].platform}\n')
   print(report.markdown_table(['measurement', 'ivid-jax', 'reference', 'difference', 'target'],

@@ -112,6 +112,19 @@ def test_score_synthetic_split_conditions_each_target_on_the_true_earlier_views(
   assert out['telea']['psnr_inpainted'] < 30  # random texture: the baseline cannot guess it
 
 
+def test_sampler_views_encode_depth_with_the_given_planes():
+  depth = np.array([0.6, 1.0, 4.0, 9.5], np.float32).reshape(1, 2, 2)
+  scene = scenes_lib.Scene(rgb=np.full((1, 2, 2, 3), 255, np.uint8), depth=depth,
+                           modelview=np.eye(4, dtype=np.float32)[None])
+  z_lin = lambda views, far: np.asarray(depth_lib.linearize_depth(views[..., 3], 0.6, far))
+  # The sampler's 0.6 / 5 saturate the far backdrop at 5; a far plane of 12 keeps it.
+  np.testing.assert_allclose(z_lin(ground_truth.sampler_views(scene), 5.0),
+                             [[[0.6, 1.0], [4.0, 5.0]]], rtol=1e-5)
+  np.testing.assert_allclose(z_lin(ground_truth.sampler_views(scene, 0.6, 12.0), 12.0), depth,
+                             rtol=1e-5)
+  np.testing.assert_array_equal(ground_truth.sampler_views(scene)[..., :3], 1.0)
+
+
 def test_score_synthetic_split_without_the_sampler_says_what_it_needs(monkeypatch):
   import builtins  # pylint: disable=g-import-not-at-top
   real_import = builtins.__import__

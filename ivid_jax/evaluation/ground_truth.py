@@ -73,12 +73,14 @@ def synthetic_scenes(resolution: int = 64, split: str = 'test', start: int = 0, 
           for i in range(num)]
 
 
-def sampler_views(scene: scenes_lib.Scene) -> np.ndarray:
-  """A scene's views as the sampler holds them: float32 [V, S, S, 4], RGB and z (near/far 0.6/5).
+def sampler_views(scene: scenes_lib.Scene, near: float = depth_lib.SAMPLE_NEAR,
+                  far: float = depth_lib.SAMPLE_FAR) -> np.ndarray:
+  """A scene's views as the sampler holds them: float32 [V, S, S, 4], RGB and z (near/far).
 
-  Depth beyond 5 (synthetic sky and backdrop) saturates at z = 1, as generated depth does.
+  With the sampler's 0.6 / 5, depth beyond 5 (synthetic sky and backdrop) saturates at
+  z = 1, as generated depth does.
   """
-  z = depth_lib.project_depth(scene.depth, depth_lib.SAMPLE_NEAR, depth_lib.SAMPLE_FAR)
+  z = depth_lib.project_depth(scene.depth, near, far)
   return np.concatenate([scene.rgb / np.float32(255.0), np.asarray(z)[..., None]], -1)
 
 
