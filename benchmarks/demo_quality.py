@@ -2,6 +2,7 @@
 
   python benchmarks/demo_quality.py [--uncond=FILE --cond=FILE] [--num_scenes=10]
       [--measure=inpaint,reprojection,oracle,demo] [--ssaa=N --erode_rgb=N --far=D]
+      [--textures=solid|mixed]
 
 Defaults: the shipped synthetic models (data/models/), the demo's sampler
 settings (DDIM 50 for view 0 and 20 for the others, eta 1, guidance 3, shown
@@ -72,6 +73,8 @@ _REPLACE_RGB = flags.DEFINE_float('replace_rgb', demo.Options.replace_rgb, 'x_0 
 _REPLACE_RGB_LAST = flags.DEFINE_bool('replace_rgb_last', demo.Options.replace_rgb_last,
                                       'x_0 colour edit on the final step too.')
 _REPLACE_DEPTH = flags.DEFINE_float('replace_depth', demo.Options.replace_depth, 'x_0 depth edit.')
+_TEXTURES = flags.DEFINE_enum('textures', None, ['solid', 'mixed'],
+                              "Test scenes' textures (default: the networks' training data's).")
 _ERODE_RGB = flags.DEFINE_integer('erode_rgb', None, "Conditions' RGB erosion (default: scaled).")
 _SSAA = flags.DEFINE_integer('ssaa', chain.Settings().ssaa, "The aggregate's supersampling.")
 _FAR = flags.DEFINE_float('far', chain.Settings().far,
@@ -169,7 +172,7 @@ def main(argv):
                                               replace_depth=_REPLACE_DEPTH.value,
                                               erode_rgb=_ERODE_RGB.value),
                                  nets.image_size)._replace(ssaa=_SSAA.value, far=_FAR.value)
-  textures = demo.training_textures(uncond)
+  textures = _TEXTURES.value or demo.training_textures(uncond)
   rows = []
   if 'demo' in _MEASURE.value:
     with tempfile.TemporaryDirectory() as folder:
