@@ -116,10 +116,15 @@ def _reprojection(nets, settings, truth, folder):
       paths.append(scene_io.write_scene(os.path.join(folder, f'{len(paths)}.npz'), scene))
   generated = consistency.score_scenes([scenes_lib.read_scene(p) for p in paths],
                                        metrics=('reprojection',))['mean']['reprojection']
+  return (generated,) + _truth_and_oracle(settings, truth)
+
+
+def _truth_and_oracle(settings, truth):
+  """Mean reprojection scores of the true scenes and of the oracle chain's drawing of them."""
   true = ground_truth.consistency_ceilings(truth, tsed=False)['reprojection']
   oracle = consistency.score_scenes(_oracle_scenes(settings, truth),
                                     metrics=('reprojection',))['mean']['reprojection']
-  return generated, true, oracle
+  return true, oracle
 
 
 def _oracle_eps(aux, key, x_t, t):
@@ -206,9 +211,7 @@ def main(argv):
     rows.append(['(b) overlap of neighbours, generated vs ground truth', generated['coverage'],
                  true['coverage'], generated['coverage'] - true['coverage'], ''])
   if 'oracle' in _MEASURE.value:
-    true = ground_truth.consistency_ceilings(truth, tsed=False)['reprojection']
-    oracle = consistency.score_scenes(_oracle_scenes(settings, truth),
-                                      metrics=('reprojection',))['mean']['reprojection']
+    true, oracle = _truth_and_oracle(settings, truth)
     rows.append([f'(b) reprojection PSNR of neighbours, oracle chain vs ground truth '
                  f'({len(truth)} scenes)', oracle['psnr'], true['psnr'],
                  oracle['psnr'] - true['psnr'], ''])
