@@ -100,6 +100,23 @@ def test_reprojection_of_ground_truth_is_near_its_ceiling_and_shuffled_far_below
     assert true['pairs'] == len(pairs)
 
 
+def test_reprojection_summary_of_exact_and_inexact_pairs():
+  # Four pairs of a 1,000-pixel target: exact, MSE 1e-4 (40 dB), MSE 1e-6 (60 dB), and one
+  # whose overlap (5 px) is under 1 % of the target, left out.
+  overlap = np.array([100.0, 200.0, 50.0, 5.0], np.float32)
+  mse = np.array([0.0, 1e-4, 1e-6, 0.5])
+  scores = consistency.PairScores(
+      overlap=overlap, sq_error=(3.0 * overlap * mse).astype(np.float32),
+      abs_rel=np.zeros(4, np.float32), depth_inliers=overlap,
+      pixels=np.full(4, 1000.0, np.float32))
+  out = consistency.reprojection_summary(scores)
+  assert out['pairs'] == 3 and out['pairs_skipped'] == 1
+  assert out['psnr'] == pytest.approx((100.0 + 40.0 + 60.0) / 3, abs=1e-3)
+  assert out['psnr_median'] == pytest.approx(60.0, abs=1e-3)
+  assert out['exact_pairs'] == pytest.approx(1 / 3)
+  assert out['coverage'] == pytest.approx(355.0 / 4000.0)
+
+
 def test_tsed_passes_almost_every_match_of_ground_truth(scenes):
   scene = scenes[0]
   pairs = consistency.neighbor_pairs(scene.modelview)

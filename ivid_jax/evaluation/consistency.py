@@ -156,24 +156,37 @@ def reprojection_pairs(rgb: Array, depth: Array, modelviews: Array, pairs: Array
   return jax.lax.map(one, jnp.asarray(pairs, jnp.int32))
 
 
+# A pair's PSNR where its colours agree exactly (float32 sums of 8-bit colours: ~0).
+PSNR_FLOOR_DB = 100.0
+_MSE_FLOOR = 10.0 ** (-PSNR_FLOOR_DB / 10.0)
+
+
 def reprojection_summary(scores: PairScores, min_overlap: float = 0.01) -> dict[str, float]:
   """Means over pairs whose overlap covers at least `min_overlap` of the target.
 
   Returns:
-    psnr (dB, of each pair's mean squared colour error, averaged over pairs),
-    abs_rel, depth_inliers (share of overlap pixels within 2 %), coverage
-    (overlap share of the target), pairs (counted) and pairs_skipped.
+    psnr (dB, of each pair's mean squared colour error, averaged over pairs;
+    a pair that reprojects exactly counts as PSNR_FLOOR_DB), psnr_median (the
+    median pair's), exact_pairs (share of counted pairs whose colours agree
+    exactly: on solid-colour scenes the ground truth's mean psnr is mostly
+    their floor, so the median says more), abs_rel, depth_inliers (share of
+    overlap pixels within 2 %), coverage (overlap share of the target), pairs
+    (counted) and pairs_skipped.
   """
   s = jax.tree.map(np.asarray, scores)
   keep = s.overlap >= min_overlap * s.pixels
   if not keep.any():
-    return {'psnr': float('nan'), 'abs_rel': float('nan'), 'depth_inliers': float('nan'),
+    return {'psnr': float('nan'), 'psnr_median': float('nan'), 'exact_pairs': float('nan'),
+            'abs_rel': float('nan'), 'depth_inliers': float('nan'),
             'coverage': float(np.mean(s.overlap / s.pixels)), 'pairs': 0,
             'pairs_skipped': int(len(keep))}
   n = s.overlap[keep]
   mse = s.sq_error[keep] / (3.0 * n)
+  psnr = -10.0 * np.log10(np.maximum(mse, _MSE_FLOOR))
   return {
-      'psnr': float(np.mean(-10.0 * np.log10(np.maximum(mse, 1e-10)))),
+      'psnr': float(np.mean(psnr)),
+      'psnr_median': float(np.median(psnr)),
+      'exact_pairs': float(np.mean(mse <= _MSE_FLOOR)),
       'abs_rel': float(np.mean(s.abs_rel[keep] / n)),
       'depth_inliers': float(np.mean(s.depth_inliers[keep] / n)),
       'coverage': float(np.mean(s.overlap / s.pixels)),
