@@ -78,8 +78,11 @@ def test_fused_unet_is_the_xla_unet(scale_shift):
   np.testing.assert_allclose(l_ours, l_plain, rtol=1e-6)
   flat_plain = jax.tree_util.tree_leaves_with_path(g_plain)
   for (path, a), b in zip(flat_plain, jax.tree.leaves(g_ours)):
-    # float32 rounding through about 20 layers, relative to the leaf's largest gradient.
-    np.testing.assert_allclose(b, a, rtol=0, atol=2e-5 * float(jnp.abs(a).max()) + 1e-9,
+    # float32 rounding through about 20 layers, relative to the leaf's largest gradient: under
+    # 2e-5 on the Intel Xeons this was written on, 2.6e-5 on a 2-core AMD EPYC (a middle-block
+    # GroupNorm bias, a cancelling sum that XLA:CPU orders differently there), where a wrong
+    # term of the VJP is O(1).
+    np.testing.assert_allclose(b, a, rtol=0, atol=1e-4 * float(jnp.abs(a).max()) + 1e-9,
                                err_msg=jax.tree_util.keystr(path))
 
 
