@@ -45,9 +45,9 @@ setuptools.setup(
     # an installed `ivid-jax` finds its default config and bundled images.
     package_dir={'ivid_jax.configs': 'configs', 'ivid_jax.bundled_data': 'data'},
     # models/: the demo's shipped synthetic networks (ivid-jax demo).
-    # rendering/*.cc: the exact renderer's CPU kernel, compiled at first use (cpu_kernel.py).
+    # geometry/*.cc: the rasteriser's CPU kernel, compiled at first use (raster_kernel.py).
     package_data={'ivid_jax.bundled_data': ['*.npz', '*.md', 'models/*.msgpack'],
-                  'ivid_jax.rendering': ['*.cc']},
+                  'ivid_jax.geometry': ['*.cc']},
     install_requires=INSTALL_REQUIRES,
     extras_require={
         # pytest (xdist: the suite is mostly XLA compilation, so one worker per core runs it

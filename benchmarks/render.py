@@ -6,7 +6,7 @@
 The scene is a procedural `synthetic_rgbd` scene seen from the authors' 3x9
 cameras (27 views, exact depth); the frames are the swing trajectory, rendered
 as one batch. Rows: `exact` (the authors' renderer: 5x supersampling, all
-views per frame) by the XLA:CPU kernel (`rendering/cpu_kernel.py`, CPU backend
+views per frame) by the XLA:CPU kernel (`geometry/raster_kernel.py`, CPU backend
 only; built or loaded from its cache before the timing) and by the portable
 jnp path, `preview` (point splatting), and with --authors_src (a
 checkout of JeffreyXiang/ivid) their moderngl AggregationRenderer on the same
@@ -36,7 +36,7 @@ from absl import flags
 from ivid_jax.data import synthetic_rgbd
 from ivid_jax.geometry import depth as depth_lib
 from ivid_jax.geometry import render
-from ivid_jax.rendering import cpu_kernel
+from ivid_jax.geometry import raster_kernel
 from ivid_jax.rendering import fusion
 from ivid_jax.rendering import trajectories
 
@@ -106,7 +106,7 @@ def main(argv):
     if kernel == 'cpu':
       try:
         fusion.resolve_kernel('cpu')  # builds it (or loads it from the cache) before timing
-      except cpu_kernel.KernelUnavailable as e:
+      except raster_kernel.KernelUnavailable as e:
         rows.append((f'{name}: {e}'.replace('\n', ' '), None, None))
         continue
     fn = lambda mode=mode, kernel=kernel: jax.block_until_ready(fusion.render_scene(

@@ -4,15 +4,21 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from ivid_jax.geometry import raster_kernel
 from ivid_jax.sampling import aggregate
 
 
-@pytest.fixture(scope='module')
-def conditions(aggregate_ref):
-  """Our condition of view j from views 0..j-1, j = 1..8: one compiled fixed stack of 9."""
+@pytest.fixture(scope='module', params=['jnp', 'auto'])
+def conditions(aggregate_ref, request):
+  """Our condition of view j from views 0..j-1, j = 1..8: one compiled fixed stack of 9.
+
+  Both paths: jnp (what accelerators run) and the default here ('auto': the rasteriser's
+  CPU kernel where it builds, tests/raster_kernel_test.py).
+  """
   views = jnp.asarray(aggregate_ref['views'])
   mvs = jnp.asarray(aggregate_ref['modelviews'])
-  return [aggregate.aggregate_condition(views, mvs, jnp.arange(9) < j, mvs[j])
+  kernel = raster_kernel.resolve(request.param)
+  return [aggregate.aggregate_condition(views, mvs, jnp.arange(9) < j, mvs[j], kernel=kernel)
           for j in range(1, 9)]
 
 
@@ -51,10 +57,15 @@ def test_masks_nest_and_holes_are_zero(conditions):
     assert inputs['y'].shape == (128, 128, 4) and float(inputs['y'].min()) >= -1.0
 
 
-def test_invalid_views_are_ignored_whatever_they_hold(aggregate_ref, conditions):
+@pytest.mark.parametrize('kernel', ['jnp', 'auto'])
+def test_invalid_views_are_ignored_whatever_they_hold(aggregate_ref, kernel):
   views = np.array(aggregate_ref['views'])
   mvs = jnp.asarray(aggregate_ref['modelviews'])
+  kernel = raster_kernel.resolve(kernel)
+  clean = aggregate.aggregate_condition(jnp.asarray(views), mvs, jnp.arange(9) < 3, mvs[3],
+                                        kernel=kernel)
   views[3:] = np.random.default_rng(0).random(views[3:].shape)  # garbage in unused slots
-  c = aggregate.aggregate_condition(jnp.asarray(views), mvs, jnp.arange(9) < 3, mvs[3])
-  for got, want in zip(c, conditions[2]):
+  c = aggregate.aggregate_condition(jnp.asarray(views), mvs, jnp.arange(9) < 3, mvs[3],
+                                    kernel=kernel)
+  for got, want in zip(c, clean):
     np.testing.assert_array_equal(np.asarray(got), np.asarray(want))

@@ -187,7 +187,9 @@ def test_the_chain_clips_x0_and_erodes_the_condition_as_its_settings_say():
   view0 = jnp.concatenate([ramp, z], -1)
   settings = chain.Settings(steps_cond=2, near=depth_lib.TRAIN_NEAR, far=depth_lib.TRAIN_FAR,
                             clip_denoised=True, erode_rgb=1)
-  cond = chain._condition(view0[None], mvs[:1], jnp.ones(1, bool), mvs[1], settings)  # pylint: disable=protected-access
+  meshes = chain._meshes(view0[None], mvs[:1], settings)  # pylint: disable=protected-access
+  cond = chain._condition(meshes, view0[None, ..., :3], mvs[:1], jnp.ones(1, bool), mvs[1],  # pylint: disable=protected-access
+                          settings, 'jnp')
   # Radius 1 keeps most of the colour (measured 101 of 138 pixels; radius 3, the authors'
   # 128 px constant, keeps 11 here).
   assert float(cond.mask_rgb.sum()) > 0.6 * float(cond.mask.sum()) > 0

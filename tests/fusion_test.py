@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from ivid_jax.geometry import depth as depth_lib
-from ivid_jax.rendering import cpu_kernel
+from ivid_jax.geometry import raster_kernel
 from ivid_jax.rendering import fusion
 
 _EMPTY = fusion.FUSION_NEAR  # the depth the renderer reads where nothing was drawn
@@ -27,9 +27,9 @@ def scene(aggregate_ref):
 
 
 def _kernels():
-  ok = jax.default_backend() == 'cpu' and cpu_kernel.available()[0]
+  ok = jax.default_backend() == 'cpu' and raster_kernel.available()[0]
   return ['jnp', pytest.param('cpu', marks=pytest.mark.skipif(
-      not ok, reason=f'CPU kernel: {cpu_kernel.available()[1]}'))]
+      not ok, reason=f'CPU kernel: {raster_kernel.available()[1]}'))]
 
 
 @pytest.fixture(scope='module')
@@ -65,12 +65,12 @@ def test_exact_frames_match_the_authors_renderer(exact_by_kernel, aggregate_ref,
     np.testing.assert_allclose(depth[f][..., 0][both], ref_depth[both], rtol=1e-4)
 
 
-@pytest.mark.skipif(len(_kernels()) < 2 or not cpu_kernel.available()[0],
+@pytest.mark.skipif(len(_kernels()) < 2 or not raster_kernel.available()[0],
                     reason='needs the CPU kernel')
 def test_both_kernels_render_the_same_frames(exact_by_kernel):
   cpu, ref = exact_by_kernel('cpu'), exact_by_kernel('jnp')
   # Measured: depth within 2e-6; 8-bit colours at most 3 levels apart, 1.7% of the values
-  # differ (weights that moved by a last bit near cos = 1; cpu_kernel_test has the 640 px
+  # differ (weights that moved by a last bit near cos = 1; raster_kernel_test has the 640 px
   # samples).
   np.testing.assert_allclose(cpu[1], ref[1], rtol=1e-5)
   assert np.max(np.abs(cpu[0] - ref[0])) <= 4 / 255 + 1e-6

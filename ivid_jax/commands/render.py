@@ -77,7 +77,7 @@ def main(argv: list[str]) -> None:
   import numpy as np  # pylint: disable=g-import-not-at-top
   import jax  # pylint: disable=g-import-not-at-top
   import tqdm  # pylint: disable=g-import-not-at-top
-  from ivid_jax.rendering import cpu_kernel  # pylint: disable=g-import-not-at-top
+  from ivid_jax.geometry import raster_kernel  # pylint: disable=g-import-not-at-top
   from ivid_jax.rendering import export  # pylint: disable=g-import-not-at-top
   from ivid_jax.rendering import fusion  # pylint: disable=g-import-not-at-top
   from ivid_jax.rendering import trajectories  # pylint: disable=g-import-not-at-top
@@ -109,7 +109,7 @@ def main(argv: list[str]) -> None:
   if _MODE.value == 'exact' and _TRAJ.value != 'none':
     try:
       kernel = fusion.resolve_kernel(_KERNEL.value)
-    except cpu_kernel.KernelUnavailable as e:
+    except raster_kernel.KernelUnavailable as e:
       raise app.UsageError(str(e)) from e
     print(f'exact renderer: {"the XLA:CPU kernel" if kernel == "cpu" else "jnp"}')
   start = time.time()

@@ -21,6 +21,7 @@ from ivid_jax.geometry import cameras
 from ivid_jax.geometry import depth as depth_lib
 from ivid_jax.geometry import mesh as mesh_lib
 from ivid_jax.geometry import raster
+from ivid_jax.geometry import raster_kernel
 
 # The authors' training warp renderer (SimpleRenderer in WarpDataset).
 WARP_RENDER_NEAR, WARP_RENDER_FAR = 0.1, 200.0
@@ -73,7 +74,7 @@ def texture_nearest(texture: Array, uv: Array) -> Array:
 
 def render_textured(mesh: mesh_lib.GridMesh, texture: Array, modelview: Array, *,
                     size: int, fov: float = 45.0, near: float = WARP_RENDER_NEAR,
-                    far: float = WARP_RENDER_FAR) -> Rendered:
+                    far: float = WARP_RENDER_FAR, kernel: str = 'jnp') -> Rendered:
   """The authors' SimpleRenderer: one textured grid mesh per batch element.
 
   Back faces render black with alpha 0; front faces whose interpolated edge
@@ -84,13 +85,19 @@ def render_textured(mesh: mesh_lib.GridMesh, texture: Array, modelview: Array, *
     texture: float [B, N, N, 3].
     modelview: float [B, 4, 4] target camera.
     size: render resolution (static).
+    kernel: 'jnp' (`raster.rasterize`, any backend) or 'cpu' (the same fragments from
+      the rasteriser's XLA:CPU kernel, `raster_kernel.rasterize`).
 
   Returns:
     Rendered [B, size, size].
   """
   proj = cameras.perspective(fov, near, far)
   clip = raster.project(mesh.positions, modelview, proj)
-  frags = raster.rasterize(clip, mesh.faces, height=size, width=size, near=near, far=far)
+  if kernel == 'cpu':
+    frags = raster.Fragments(*raster_kernel.rasterize(clip, mesh.faces, height=size, width=size,
+                                                      near=near, far=far))
+  else:
+    frags = raster.rasterize(clip, mesh.faces, height=size, width=size, near=near, far=far)
   attrs = jnp.concatenate([mesh.uv, mesh.flags[..., :1]], axis=-1)
   interp = raster.interpolate(attrs, mesh.faces, frags)
   color = texture_nearest(texture, interp[..., :2])
@@ -144,13 +151,13 @@ def map_in_groups(fn, args, group: int | None):
 
 
 @functools.partial(jax.jit, static_argnames=('fov', 'near', 'far', 'padding', 'ssaa', 'atol', 'rtol',
-                                             'group'))
+                                             'group', 'kernel'))
 def forward_backward_warp(rgbd: Array, modelview1: Array, *, modelview0: Array | None = None,
                           fov: float = 45.0, near: float = depth_lib.TRAIN_NEAR,
                           far: float = depth_lib.TRAIN_FAR,
                           padding: mesh_lib.Padding | str = 'image',
                           ssaa: int = 3, atol: float = 0.02, rtol: float = 0.02,
-                          group: int | None = None) -> Warped:
+                          group: int | None = None, kernel: str = 'auto') -> Warped:
   """Warps RGBD images to camera 1 and back (the authors' `forward_backward_warp`).
 
   The defaults are the authors' training settings (reference 2.5): padding as
@@ -170,20 +177,26 @@ def forward_backward_warp(rgbd: Array, modelview1: Array, *, modelview0: Array |
     atol, rtol: discontinuity tolerances (mesh edge flags on linear depth and
       the final `depth_edge` test on z).
     group: images rasterised together (static); the groups run one after
-      another. None: 1 on CPU, the whole batch on accelerators.
+      another. None: 1 on CPU with jnp, the whole batch with the CPU kernel
+      (which threads over each image's rows) and on accelerators.
+    kernel: 'auto' (the rasteriser's XLA:CPU kernel on the CPU backend where it
+      builds, else jnp), 'cpu' or 'jnp': the same fragments either way.
 
   Returns:
     Warped (color, depth, mask) with the input's batch shape.
   """
   single, rgbd, mv1, mv0 = _as_batch(rgbd, modelview1, modelview0)
+  kernel = raster_kernel.resolve(kernel)
+  if group is None and kernel == 'cpu':
+    group = rgbd.shape[0]
   fn = functools.partial(_warp_batch, fov=fov, near=near, far=far, padding=padding, ssaa=ssaa,
-                         atol=atol, rtol=rtol)
+                         atol=atol, rtol=rtol, kernel=kernel)
   out = map_in_groups(fn, (rgbd, mv1, mv0), group)
   return jax.tree.map(lambda a: a[0], out) if single else out
 
 
 def _warp_batch(rgbd: Array, mv1: Array, mv0: Array, *, fov, near, far, padding, ssaa, atol,
-                rtol) -> Warped:
+                rtol, kernel) -> Warped:
   """forward_backward_warp on [B, N, N, 4] with [B, 4, 4] cameras."""
   n = rgbd.shape[1]
   size = n * ssaa
@@ -197,14 +210,15 @@ def _warp_batch(rgbd: Array, mv1: Array, mv0: Array, *, fov, near, far, padding,
   # render to 8 bits before resampling, and nearest-texel lookup commutes
   # with that truncation, so this is exact and needs one gather per sample.
   tex0 = image_ops.pack_rgb8(image_ops.to_uint8_values(rgbd[..., :3]))[..., None]
-  r1 = render_textured(mesh0, tex0, mv1, size=size, fov=fov)
+  r1 = render_textured(mesh0, tex0, mv1, size=size, fov=fov, kernel=kernel)
   # V1's colour stays as 8-bit values: it is the next render's packed texture.
   values1 = image_ops.resize_lanczos_uint8(image_ops.unpack_rgb8(r1.color[..., 0]), n)
   depth1 = image_ops.block_center(r1.depth[..., None], ssaa)[..., 0]
 
   # V1 -> view 0: sheets are now steep in V1 and get flagged, so they vanish.
   mesh1 = mesh_lib.batched_depth_to_mesh(depth1, mv1, fov=fov, atol=atol, rtol=rtol)
-  r0 = render_textured(mesh1, image_ops.pack_rgb8(values1)[..., None], mv0, size=size, fov=fov)
+  r0 = render_textured(mesh1, image_ops.pack_rgb8(values1)[..., None], mv0, size=size, fov=fov,
+                       kernel=kernel)
   color = image_ops.downsample_color_8bit(r0.color[..., 0], n)
   z = depth_lib.project_depth(image_ops.block_center(r0.depth[..., None], ssaa), near, far)
   mask = image_ops.block_count(r0.alpha, ssaa)[..., None] > block_min

@@ -4,7 +4,8 @@
 from its depth with a 32-pixel skirt, discontinuity flags and 7 x 7 RGB
 erosion; all views drawn into every frame at 5x supersampling, each with its
 own depth buffer, and accumulated with the aggregation weights
-(`geometry.render.accumulate`, the function the sampler's conditions use);
+(`geometry.render.accumulate_views`, the function the sampler's conditions use;
+on CPUs by the rasteriser's kernel, `geometry.raster_kernel`);
 no mask (holes stay black, sheet-only pixels show the farthest sheet); 8-bit
 colour, PIL Lanczos down to the view size; depth point-sampled at block
 centres.
@@ -25,20 +26,16 @@ import functools
 import jax
 import jax.numpy as jnp
 from jax import Array
-from jax import lax
 
-from ivid_jax.geometry import cameras
 from ivid_jax.geometry import depth as depth_lib
 from ivid_jax.geometry import image as image_ops
-from ivid_jax.geometry import mesh as mesh_lib
-from ivid_jax.geometry import raster
+from ivid_jax.geometry import raster_kernel
 from ivid_jax.geometry import render
 from ivid_jax.geometry import warp
-from ivid_jax.rendering import cpu_kernel
 from ivid_jax.rendering import preview
 
 MODES = ('exact', 'preview')
-KERNELS = ('auto', 'jnp', 'cpu')
+KERNELS = raster_kernel.KERNELS
 KERNEL_GROUP = 16  # frames per CPU-kernel call: ~0.4 GB of clip vertices and samples
 # render.py: AggregationRenderer(640, 128, near=0.1, far=200) and load_scene's meshes.
 FUSION_SSAA = 5
@@ -63,57 +60,9 @@ def _check(views: Array, modelviews: Array, target_modelviews: Array, valid: Arr
   return views, modelviews, targets, valid
 
 
-def _exact_frames(meshes: mesh_lib.GridMesh, textures: Array, modelviews: Array, valid: Array,
-                  targets: Array, *, size: int, fov: float) -> render.Accumulated:
-  """All valid views accumulated into frames `targets` [G, 4, 4]: Accumulated [G, size, size].
-
-  The loop runs once per valid view (valid ones first), so switched-off views cost nothing.
-  """
-  g = targets.shape[0]
-  order = jnp.argsort(~valid, stable=True)
-
-  def draw(i, acc):
-    v = order[i]
-    take = lambda a: jnp.broadcast_to(lax.dynamic_index_in_dim(a, v, keepdims=False),
-                                      (g,) + a.shape[1:])
-    frags = render.rasterize_views(
-        jax.tree.map(take, meshes), take(textures), take(modelviews), targets, size=size,
-        fov=fov, render_near=FUSION_NEAR, render_far=FUSION_FAR)
-    return render.accumulate(acc, frags)
-
-  acc = lax.fori_loop(0, jnp.sum(valid.astype(jnp.int32)), draw,
-                      render.empty_accumulator((g, size, size)))
-  return render.resolve(acc, FUSION_NEAR)
-
-
-def _kernel_frames(meshes: mesh_lib.GridMesh, textures: Array, modelviews: Array, valid: Array,
-                   targets: Array, *, size: int, fov: float) -> render.Accumulated:
-  """`_exact_frames` by the CPU kernel (`cpu_kernel.render_frames`)."""
-  projection = cameras.perspective(fov, FUSION_NEAR, FUSION_FAR)
-  clip = jax.vmap(lambda t: raster.project(meshes.positions, t[None], projection))(targets)
-  color, depth = cpu_kernel.render_frames(
-      clip, targets, meshes.faces, meshes.normals, meshes.uv, meshes.flags, textures, modelviews,
-      valid, size=size, fov=fov, near=FUSION_NEAR, far=FUSION_FAR)
-  # The kernel returns what the exact renderer reads back; the masks are not used here.
-  return render.Accumulated(color=color, depth=depth, mask_depth=None, mask_color=None)
-
-
 def resolve_kernel(kernel: str) -> str:
   """'jnp' or 'cpu' for `kernel` ('auto': the CPU kernel on the CPU backend where it builds)."""
-  if kernel not in KERNELS:
-    raise ValueError(f'kernel must be one of {KERNELS}, got {kernel!r}')
-  if kernel == 'jnp':
-    return 'jnp'
-  if kernel == 'cpu':
-    if jax.default_backend() != 'cpu':
-      raise cpu_kernel.KernelUnavailable(
-          f"kernel='cpu' runs on the CPU backend; JAX's default here is "
-          f"{jax.default_backend()!r}: use kernel='jnp' (or 'auto')")
-    ok, why = cpu_kernel.available()
-    if not ok:
-      raise cpu_kernel.KernelUnavailable(f"kernel='cpu' asked for, but {why}")
-    return 'cpu'
-  return 'cpu' if jax.default_backend() == 'cpu' and cpu_kernel.available()[0] else 'jnp'
+  return raster_kernel.resolve(kernel)
 
 
 def render_scene(views: Array, modelviews: Array, target_modelviews: Array, *,
@@ -136,7 +85,7 @@ def render_scene(views: Array, modelviews: Array, target_modelviews: Array, *,
     group: frames rendered together (static); None: 1 on CPU (16 with the CPU kernel), all
       elsewhere.
     kernel: how 'exact' runs: 'jnp' (any backend), 'cpu' (the compiled XLA:CPU kernel,
-      `rendering.cpu_kernel`; same result up to float32 rounding of the angle weights, several
+      `geometry.raster_kernel`; same result up to float32 rounding of the angle weights, several
       times faster), 'auto' (the kernel on the CPU backend where it builds, else jnp).
 
   Returns:
@@ -167,8 +116,9 @@ def _render_scene(views: Array, modelviews: Array, target_modelviews: Array, *,
   size = n * ssaa
   meshes = render.view_meshes(views, modelviews, fov=fov, near=near, far=far,
                               padding=FUSION_PADDING, atol=atol, rtol=rtol, erode_rgb=erode_rgb)
-  frames = functools.partial(_kernel_frames if kernel == 'cpu' else _exact_frames, meshes,
-                             views[..., :3], modelviews, valid, size=size, fov=fov)
+  frames = lambda t: render.accumulate_views(
+      meshes, views[..., :3], modelviews, valid, t, size=size, fov=fov,
+      render_near=FUSION_NEAR, render_far=FUSION_FAR, kernel=kernel)
   if kernel == 'cpu' and group is None:
     # The kernel walks its frames itself and reuses its buffers across them; equal groups
     # of at most KERNEL_GROUP frames, so little padding is rendered (60 frames: 4 x 15).

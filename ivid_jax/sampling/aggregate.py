@@ -4,11 +4,11 @@ The authors' `aggregate_conditions`: each earlier view becomes a grid mesh
 ('frustum' padding, discontinuity flags, RGB erosion, normals) drawn at 3x
 supersampling into the target camera with its own depth buffer (no depth test
 across views); the fragments are accumulated over views with the per-fragment
-weights (`geometry.render.accumulate`); colour is downsampled with 8-bit PIL
-Lanczos, depth point-sampled at block centres, and the masks need 7 of 9
-subsamples. Only the valid views are drawn: the loop over views runs as many
-times as there are valid views, so a sampler that keeps a fixed-size stack of
-views pays only for the ones it has generated.
+weights (`geometry.render.accumulate_views`, which the fusion renderer also
+uses); colour is downsampled with 8-bit PIL Lanczos, depth point-sampled at
+block centres, and the masks need 7 of 9 subsamples. Only the valid views are
+drawn, so a sampler that keeps a fixed-size stack of views pays only for the
+ones it has generated.
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 from jax import Array
-from jax import lax
 
 from ivid_jax.geometry import depth as depth_lib
 from ivid_jax.geometry import image as image_ops
+from ivid_jax.geometry import mesh as mesh_lib
 from ivid_jax.geometry import render
 
 
@@ -49,47 +49,12 @@ class Condition(NamedTuple):
             'mask_rgb': self.mask_rgb, 'depth_convex': self.depth_convex * 2.0 - 1.0}
 
 
-def accumulate_valid_views(views: Array, modelviews: Array, valid: Array, target_modelview: Array,
-                           *, size: int, fov: float, near: float, far: float,
-                           padding, atol: float, rtol: float, erode_rgb: int | None,
-                           render_near: float = render.RENDER_NEAR,
-                           render_far: float = render.RENDER_FAR) -> render.Accumulator:
-  """Draws the valid views one at a time into the target and accumulates them.
-
-  Args:
-    views: float [V, N, N, 4] RGBD, z-buffer depth (near/far).
-    modelviews: float [V, 4, 4].
-    valid: bool [V].
-    target_modelview: float [4, 4].
-
-  Returns:
-    Accumulator [size, size].
-  """
-  num_views = views.shape[0]
-  # Valid views first (stable), then a loop whose trip count is their number.
-  order = jnp.argsort(~valid, stable=True)
-  count = jnp.sum(valid.astype(jnp.int32))
-
-  def body(i, acc):
-    v = order[i]
-    view = lax.dynamic_index_in_dim(views, v, keepdims=True)
-    mv = lax.dynamic_index_in_dim(modelviews, v, keepdims=True)
-    frag = render.render_views(view, mv, target_modelview, size=size, fov=fov, near=near,
-                               far=far, padding=padding, atol=atol, rtol=rtol,
-                               erode_rgb=erode_rgb, render_near=render_near,
-                               render_far=render_far, shared_zbuffer=False)
-    return render.accumulate(acc, jax.tree.map(lambda a: a[0], frag))
-
-  del num_views
-  return lax.fori_loop(0, count, body, render.empty_accumulator((size, size)))
-
-
 @functools.partial(jax.jit, static_argnames=('fov', 'near', 'far', 'atol', 'rtol', 'erode_rgb',
-                                             'ssaa'))
+                                             'ssaa', 'kernel'))
 def aggregate_condition(views: Array, modelviews: Array, valid: Array, target_modelview: Array,
                         *, fov: float = 45.0, near: float = depth_lib.SAMPLE_NEAR,
                         far: float = depth_lib.SAMPLE_FAR, atol: float = 0.03, rtol: float = 0.03,
-                        erode_rgb: int = 3, ssaa: int = 3) -> Condition:
+                        erode_rgb: int = 3, ssaa: int = 3, kernel: str = 'jnp') -> Condition:
   """The condition for `target_modelview` aggregated from the valid views.
 
   Args:
@@ -103,6 +68,9 @@ def aggregate_condition(views: Array, modelviews: Array, valid: Array, target_mo
     erode_rgb: e: 7 x 7 vertex erosion in the meshes for e = 3, and a
       (2e - 1)^2 erosion of the final mask for mask_rgb.
     ssaa: supersampling factor per axis (the authors' 3).
+    kernel: 'jnp' (any backend) or 'cpu' (the rasteriser's XLA:CPU kernel: same
+      conditions up to the last bits of the angle weights; see
+      `render.accumulate_views`). `raster_kernel.resolve('auto')` picks one.
 
   Returns:
     Condition [N, N, ...].
@@ -110,17 +78,44 @@ def aggregate_condition(views: Array, modelviews: Array, valid: Array, target_mo
   views = jnp.asarray(views, jnp.float32)
   if views.ndim != 4 or views.shape[-1] != 4 or views.shape[1] != views.shape[2]:
     raise ValueError(f'views must be [V, N, N, 4], got {views.shape}')
-  num_views, n = views.shape[0], views.shape[1]
+  num_views = views.shape[0]
   modelviews = jnp.asarray(modelviews, jnp.float32)
   if modelviews.shape != (num_views, 4, 4):
     raise ValueError(f'modelviews must be [{num_views}, 4, 4], got {modelviews.shape}')
   valid = jnp.asarray(valid, bool)
   if valid.shape != (num_views,):
     raise ValueError(f'valid must be [{num_views}], got {valid.shape}')
-  acc = accumulate_valid_views(views, modelviews, valid, jnp.asarray(target_modelview, jnp.float32),
-                               size=n * ssaa, fov=fov, near=near, far=far, padding='frustum',
-                               atol=atol, rtol=rtol, erode_rgb=erode_rgb)
-  out = render.resolve(acc)
+  meshes = condition_meshes(views, modelviews, fov=fov, near=near, far=far, atol=atol, rtol=rtol,
+                            erode_rgb=erode_rgb)
+  return condition_from_meshes(meshes, views[..., :3], modelviews, valid, target_modelview,
+                               fov=fov, near=near, far=far, atol=atol, rtol=rtol,
+                               erode_rgb=erode_rgb, ssaa=ssaa, kernel=kernel)
+
+
+def condition_meshes(views: Array, modelviews: Array, *, fov: float = 45.0,
+                     near: float = depth_lib.SAMPLE_NEAR, far: float = depth_lib.SAMPLE_FAR,
+                     atol: float = 0.03, rtol: float = 0.03, erode_rgb: int = 3
+                     ) -> mesh_lib.GridMesh:
+  """The meshes the conditions draw, GridMesh [V, ...] of views [V, N, N, 4] (frustum padding).
+
+  A view's mesh depends on that view alone: a sampler builds it once, when the
+  view is generated, and keeps it for every later condition.
+  """
+  return render.view_meshes(views, modelviews, fov=fov, near=near, far=far, padding='frustum',
+                            atol=atol, rtol=rtol, erode_rgb=erode_rgb)
+
+
+def condition_from_meshes(meshes: mesh_lib.GridMesh, colors: Array, modelviews: Array,
+                          valid: Array, target_modelview: Array, *, fov: float = 45.0,
+                          near: float = depth_lib.SAMPLE_NEAR,
+                          far: float = depth_lib.SAMPLE_FAR, atol: float = 0.03,
+                          rtol: float = 0.03, erode_rgb: int = 3, ssaa: int = 3,
+                          kernel: str = 'jnp') -> Condition:
+  """`aggregate_condition` from the views' meshes (`condition_meshes`) and colours [V, N, N, 3]."""
+  n = colors.shape[1]
+  target = jnp.asarray(target_modelview, jnp.float32)[None]
+  out = jax.tree.map(lambda a: a[0], render.accumulate_views(
+      meshes, colors, modelviews, valid, target, size=n * ssaa, fov=fov, kernel=kernel))
   color = image_ops.downsample_color_8bit(out.color, n)
   z = depth_lib.project_depth(image_ops.block_center(out.depth[..., None], ssaa), near, far)
   min_count = 0.75 * ssaa ** 2

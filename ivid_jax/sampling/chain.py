@@ -33,6 +33,7 @@ from jax import lax
 from ivid_jax.diffusion import samplers
 from ivid_jax.diffusion.schedules import Schedule
 from ivid_jax.geometry import depth as depth_lib
+from ivid_jax.geometry import raster_kernel
 from ivid_jax.geometry import warp
 from ivid_jax.sampling import aggregate
 
@@ -103,6 +104,10 @@ class Settings(NamedTuple):
   # pixels are the network's own last denoising; a G_c that copies its condition loosely then
   # redraws them slightly differently in every view).
   replace_rgb_last: bool = False
+  # How the conditions are rasterised: 'auto' (the rasteriser's XLA:CPU kernel on the CPU
+  # backend where it builds, else jnp), 'cpu' or 'jnp'. The paths agree up to the last bits of
+  # the angle weights (docs/performance.md); accelerators always run jnp.
+  kernel: str = 'auto'
 
 
 def for_resolution(image_size: int, **overrides) -> Settings:
@@ -161,11 +166,17 @@ def _next_view(net: Network, key: Array, classes: Array | None, cond: aggregate.
                               clip_denoised=s.clip_denoised)
 
 
-def _condition(views: Array, modelviews: Array, valid: Array, target: Array,
-               s: Settings) -> aggregate.Condition:
-  return aggregate.aggregate_condition(views, modelviews, valid, target, fov=s.fov, near=s.near,
-                                       far=s.far, atol=s.atol, rtol=s.rtol,
-                                       erode_rgb=s.erode_rgb, ssaa=s.ssaa)
+def _meshes(views: Array, modelviews: Array, s: Settings):
+  """The condition meshes of views [V, N, N, 4]: built once per view, kept in the scan's carry."""
+  return aggregate.condition_meshes(views, modelviews, fov=s.fov, near=s.near, far=s.far,
+                                    atol=s.atol, rtol=s.rtol, erode_rgb=s.erode_rgb)
+
+
+def _condition(meshes, colors: Array, modelviews: Array, valid: Array, target: Array,
+               s: Settings, kernel: str) -> aggregate.Condition:
+  return aggregate.condition_from_meshes(meshes, colors, modelviews, valid, target, fov=s.fov,
+                                         near=s.near, far=s.far, atol=s.atol, rtol=s.rtol,
+                                         erode_rgb=s.erode_rgb, ssaa=s.ssaa, kernel=kernel)
 
 
 # The handlers of the enclosing `progress_to` blocks (innermost last). Host callbacks run
@@ -246,22 +257,33 @@ def run_chain(uncond: Network | None, cond: Network | None, keys: Array, classes
   if cond is None:
     raise ValueError(f'{num_views} views need the conditional network')
 
-  def aggregate_batch(views, mvs, targets, valid):
-    fn = jax.vmap(lambda v, m, t: _condition(v, m, valid, t, s))
-    return warp.map_in_groups(fn, (views, mvs, targets), s.group)
+  kernel = raster_kernel.resolve(s.kernel)
+
+  def aggregate_batch(meshes, views, mvs, targets, valid):
+    fn = jax.vmap(lambda me, v, m, t: _condition(me, v[..., :3], m, valid, t, s, kernel))
+    return warp.map_in_groups(fn, (meshes, views, mvs, targets), s.group)
+
+  # Each view's mesh is built once, when the view exists, and kept for the later conditions.
+  view_meshes = jax.vmap(lambda v, m: _meshes(v, m, s))
+  meshes = jax.tree.map(lambda a: jnp.repeat(a, num_views, axis=1),
+                        view_meshes(views[:, :1], modelviews[:, :1]))  # later slots: below
 
   def step(carry, j):
-    views, valid = carry
+    views, valid, meshes = carry
     targets = lax.dynamic_index_in_dim(modelviews, j, axis=1, keepdims=False)
-    conds = aggregate_batch(views, modelviews, targets, valid)
+    conds = aggregate_batch(meshes, views, modelviews, targets, valid)
     x = jax.vmap(lambda k, c, cd: _next_view(cond, k, per_scene_classes(c), cd, j, s)[0])(
         keys, cls, conds)
     rgbd = x / 2.0 + 0.5
     tick(j, rgbd)
     views = lax.dynamic_update_index_in_dim(views, rgbd, j, axis=1)
-    return (views, valid.at[j].set(True)), conds
+    new = view_meshes(rgbd[:, None], targets[:, None])
+    meshes = jax.tree.map(lambda a, b: lax.dynamic_update_index_in_dim(a, b, j, axis=1),
+                          meshes, new)
+    return (views, valid.at[j].set(True), meshes), conds
 
-  (views, _), conds = lax.scan(step, (views, valid), jnp.arange(1, num_views, dtype=jnp.int32))
+  (views, _, _), conds = lax.scan(step, (views, valid, meshes),
+                                  jnp.arange(1, num_views, dtype=jnp.int32))
   return Chain(views, jax.tree.map(lambda a: jnp.swapaxes(a, 0, 1), conds))
 
 
