@@ -14,6 +14,8 @@ from typing import NamedTuple
 from absl import app
 from absl import flags
 
+from ivid_jax import cache
+
 
 class Command(NamedTuple):
   module: str  # defines the command's flags and main(argv); its docstring is the help
@@ -81,6 +83,7 @@ def run(argv: list[str] | None = None) -> None:
     sys.exit(0)
   # absl prints __main__'s docstring on usage errors: make it the command's.
   sys.modules['__main__'].__doc__ = module.__doc__
+  cache.enable_compilation_cache()
   app.run(module.main, argv=[f'ivid-jax {name}'] + argv[2:])
 
 

@@ -40,6 +40,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import Array
 
+from ivid_jax import cache
 from ivid_jax.geometry import cameras
 
 RASTERIZE_TARGET = 'ivid_rasterize'
@@ -61,8 +62,7 @@ class KernelUnavailable(RuntimeError):
 
 
 def _cache_dir() -> str:
-  return os.environ.get('IVID_JAX_CACHE_DIR') or os.path.join(
-      os.path.expanduser('~'), '.cache', 'ivid_jax')
+  return cache.root()
 
 
 def _build() -> str:
