@@ -177,8 +177,7 @@ def forward_backward_warp(rgbd: Array, modelview1: Array, *, modelview0: Array |
     atol, rtol: discontinuity tolerances (mesh edge flags on linear depth and
       the final `depth_edge` test on z).
     group: images rasterised together (static); the groups run one after
-      another. None: 1 on CPU with jnp, the whole batch with the CPU kernel
-      (which threads over each image's rows) and on accelerators.
+      another. None: 1 on CPU (with either path), the whole batch on accelerators.
     kernel: 'auto' (the rasteriser's XLA:CPU kernel on the CPU backend where it
       builds, else jnp), 'cpu' or 'jnp': the same fragments either way.
 
@@ -187,8 +186,6 @@ def forward_backward_warp(rgbd: Array, modelview1: Array, *, modelview0: Array |
   """
   single, rgbd, mv1, mv0 = _as_batch(rgbd, modelview1, modelview0)
   kernel = raster_kernel.resolve(kernel)
-  if group is None and kernel == 'cpu':
-    group = rgbd.shape[0]
   fn = functools.partial(_warp_batch, fov=fov, near=near, far=far, padding=padding, ssaa=ssaa,
                          atol=atol, rtol=rtol, kernel=kernel)
   out = map_in_groups(fn, (rgbd, mv1, mv0), group)
