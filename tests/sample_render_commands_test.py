@@ -132,3 +132,22 @@ def test_a_batch_sharded_over_eight_devices_equals_one_device(tiny_model_files):
   np.testing.assert_array_equal(sharded.viewset.yaw[[2, 5]], single.viewset.yaw)
   # Measured max difference 5e-5 on O(1) values: XLA vectorises the batches differently.
   np.testing.assert_allclose(sharded.views[[2, 5]], single.views, rtol=1e-3, atol=1e-3)
+
+
+def test_view_by_view_with_progress_is_the_one_program_chain(tiny_model_files):
+  # The command line runs the chain view by view (one compiled step for all views, progress
+  # reported between them, nothing the persistent compilation cache cannot store); the library
+  # call without progress scans the same step in one program.
+  nets = sampler.load_networks(tiny_model_files['uncond'], tiny_model_files['cond'])
+  settings = sampler.chain_lib.Settings(steps_uncond=2, steps_cond=2)
+  seen = []
+  with sampler.chain_lib.progress_to(seen.append):
+    stepwise = next(sampler.generate(nets, [0, 1], viewset='3x9', batch_size=2,
+                                     settings=settings, progress=True))
+  whole = next(sampler.generate(nets, [0, 1], viewset='3x9', batch_size=2, settings=settings))
+  assert seen == list(range(27))
+  steps = [fn for key, fn in sampler._COMPILED.items() if key[0] == 'steps']  # pylint: disable=protected-access
+  assert len(steps) == 1 and steps[0][1]._cache_size() == 1  # one step program, 26 views
+  np.testing.assert_array_equal(stepwise.views, whole.views)
+  for a, b in zip(stepwise.conditions, whole.conditions):
+    np.testing.assert_array_equal(a, b)

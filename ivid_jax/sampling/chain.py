@@ -9,9 +9,13 @@ edits x_0 at every step (replace RGB 0.1, replace depth 0.2, constrain depth
 0.5 behind `depth_convex`). The sample becomes rgbd = x / 2 + 1 / 2, not
 clipped, and joins the stack of views.
 
-The views after the first are one `lax.scan` whose carry is a fixed-size
-stack of views [B, V, N, N, 4] and their validity [V]: one trace and one
-compilation serve every view of every batch. Randomness is explicit: scene b
+The views after the first are `step`, whose state (`State`) is a fixed-size
+stack of views [B, V, N, N, 4], their validity [V] and each generated view's
+condition mesh (built once, when the view is made): one trace and one
+compilation serve every view of every batch. `run_chain` scans `step` in one
+program; `sampler.run_batch(progress=True)` calls the same compiled `step` once
+per view and reports progress between calls (a host callback inside the program
+would keep XLA's persistent cache from storing it). Randomness is explicit: scene b
 has its own key, view j draws from `fold_in(key_b, j)` (so a view does not
 depend on the batch or on how many views came before), and everything a
 scene draws is computed per scene (`vmap`), so a seed gives the same scene in
@@ -179,19 +183,17 @@ def _condition(meshes, colors: Array, modelviews: Array, valid: Array, target: A
                                          erode_rgb=s.erode_rgb, ssaa=s.ssaa, kernel=kernel)
 
 
-# The handlers of the enclosing `progress_to` blocks (innermost last). Host callbacks run
-# on the runtime's threads, where context variables of the caller are not set.
+# The handlers of the enclosing `progress_to` blocks (innermost last).
 _HANDLERS: list[Callable[[int], None]] = []
 _LOCK = threading.Lock()
 
 
 @contextlib.contextmanager
 def progress_to(handler: Callable[[int], None]) -> Iterator[None]:
-  """Chains compiled with progress=True report each finished view index to `handler` here.
+  """Chains run view by view (`sampler.run_batch(progress=True)`) report each finished view here.
 
-  The compiled chain calls one fixed host function (so a new progress bar does
-  not recompile it), which forwards to the handler of the enclosing block.
-  Block on the chain's result inside the block.
+  The compiled programs hold no host callback (XLA's persistent compilation
+  cache does not store programs that do): the caller reports between views.
   """
   with _LOCK:
     _HANDLERS.append(handler)
@@ -202,17 +204,95 @@ def progress_to(handler: Callable[[int], None]) -> Iterator[None]:
       _HANDLERS.remove(handler)
 
 
-def _report(view) -> None:
+def report(view: int) -> None:
+  """Tells the innermost `progress_to` handler (if any) that view `view` is done."""
   with _LOCK:
     handler = _HANDLERS[-1] if _HANDLERS else None
   if handler is not None:
     handler(int(view))
 
 
+class State(NamedTuple):
+  """A batch of scenes part-way through the chain (the scan's carry).
+
+  Attributes:
+    views: float32 [B, V, N, N, 4] the views so far (zeros in later slots).
+    valid: bool [V] the views generated so far.
+    meshes: GridMesh [B, V, ...] each generated view's condition mesh, built
+      once when the view is made (`aggregate.condition_meshes`).
+  """
+  views: Array
+  valid: Array
+  meshes: Any
+
+
+def _per_scene(classes: Array | None, bsz: int):
+  per_scene_classes = (lambda c: None) if classes is None else (lambda c: c[None])
+  cls = jnp.zeros((bsz,), jnp.int32) if classes is None else classes
+  return per_scene_classes, cls
+
+
+def start(uncond: Network | None, keys: Array, classes: Array | None, modelviews: Array,
+          first_view: Array | None, *, image_size: int, settings: Settings = Settings()) -> State:
+  """View 0 of a batch of scenes (sampled, or given) and the chain's state (traceable).
+
+  Args: as `run_chain`.
+  """
+  s = settings
+  bsz, num_views = modelviews.shape[:2]
+  shape = (1, image_size, image_size, 4)
+  per_scene_classes, cls = _per_scene(classes, bsz)
+  if first_view is None:
+    if uncond is None:
+      raise ValueError('the chain needs the unconditional network or a given first view')
+    x0 = jax.vmap(lambda k, c: _first_view(uncond, k, per_scene_classes(c), shape,
+                                           s.steps_uncond, s.clip_denoised,
+                                           s.eta_uncond)[0])(keys, cls)
+    rgbd0 = x0 / 2.0 + 0.5
+  else:
+    rgbd0 = jnp.asarray(first_view, jnp.float32)
+  views = jnp.zeros((bsz, num_views) + shape[1:], jnp.float32).at[:, 0].set(rgbd0)
+  valid = jnp.zeros((num_views,), bool).at[0].set(True)
+  # The slots of later views hold view 0's mesh until `step` builds theirs (never drawn).
+  meshes = jax.tree.map(lambda a: jnp.repeat(a, num_views, axis=1),
+                        jax.vmap(lambda v, m: _meshes(v, m, s))(views[:, :1], modelviews[:, :1]))
+  return State(views, valid, meshes)
+
+
+def step(cond: Network, keys: Array, classes: Array | None, modelviews: Array, state: State,
+         j: Array, *, settings: Settings = Settings()) -> tuple[State, aggregate.Condition]:
+  """View j of every scene from the views before it (traceable; j may be traced).
+
+  Returns:
+    (the state with view j added, the views' conditions [B, ...]).
+  """
+  s = settings
+  bsz = modelviews.shape[0]
+  per_scene_classes, cls = _per_scene(classes, bsz)
+  kernel = raster_kernel.resolve(s.kernel)
+  targets = lax.dynamic_index_in_dim(modelviews, j, axis=1, keepdims=False)
+  condition = jax.vmap(lambda me, v, m, t: _condition(me, v[..., :3], m, state.valid, t, s, kernel))
+  conds = warp.map_in_groups(condition, (state.meshes, state.views, modelviews, targets), s.group)
+  x = jax.vmap(lambda k, c, cd: _next_view(cond, k, per_scene_classes(c), cd, j, s)[0])(
+      keys, cls, conds)
+  rgbd = x / 2.0 + 0.5
+  views = lax.dynamic_update_index_in_dim(state.views, rgbd, j, axis=1)
+  new = jax.vmap(lambda v, m: _meshes(v, m, s))(rgbd[:, None], targets[:, None])
+  meshes = jax.tree.map(lambda a, b: lax.dynamic_update_index_in_dim(a, b, j, axis=1),
+                        state.meshes, new)
+  return State(views, state.valid.at[j].set(True), meshes), conds
+
+
+def empty_conditions(bsz: int, image_size: int) -> aggregate.Condition:
+  """The conditions of a one-view chain: [B, 0, N, N, C]."""
+  empty = jnp.zeros((bsz, 0, image_size, image_size, 1), jnp.float32)
+  return aggregate.Condition(empty.repeat(3, -1), empty, empty, empty, empty)
+
+
 def run_chain(uncond: Network | None, cond: Network | None, keys: Array, classes: Array | None,
               modelviews: Array, first_view: Array | None, *, image_size: int,
-              settings: Settings = Settings(), progress: bool = False) -> Chain:
-  """Generates a batch of scenes (traceable; `chain` is the jitted form).
+              settings: Settings = Settings()) -> Chain:
+  """Generates a batch of scenes as one program: `start`, then a scan of `step` (traceable).
 
   Args:
     uncond: the unconditional network, or None when `first_view` is given.
@@ -223,85 +303,37 @@ def run_chain(uncond: Network | None, cond: Network | None, keys: Array, classes
     first_view: None, or float32 [B, N, N, 4] view 0 in [0, 1] (image-to-3D).
     image_size: N.
     settings: Settings.
-    progress: report each finished view to the `progress_to` handler.
 
   Returns:
     Chain.
   """
-  s = settings
   bsz, num_views = modelviews.shape[:2]
-  shape = (1, image_size, image_size, 4)
-  per_scene_classes = (lambda c: None) if classes is None else (lambda c: c[None])
-  cls = jnp.zeros((bsz,), jnp.int32) if classes is None else classes
-
-  def tick(i, x):
-    if progress:
-      # The sample is an argument so that the callback runs after it exists.
-      jax.debug.callback(lambda i, _: _report(i), i, jnp.sum(x))
-
-  if first_view is None:
-    if uncond is None:
-      raise ValueError('the chain needs the unconditional network or a given first view')
-    x0 = jax.vmap(lambda k, c: _first_view(uncond, k, per_scene_classes(c), shape,
-                                           s.steps_uncond, s.clip_denoised,
-                                           s.eta_uncond)[0])(keys, cls)
-    rgbd0 = x0 / 2.0 + 0.5
-  else:
-    rgbd0 = jnp.asarray(first_view, jnp.float32)
-  tick(jnp.int32(0), rgbd0)
-  views = jnp.zeros((bsz, num_views) + shape[1:], jnp.float32).at[:, 0].set(rgbd0)
-  valid = jnp.zeros((num_views,), bool).at[0].set(True)
+  state = start(uncond, keys, classes, modelviews, first_view, image_size=image_size,
+                settings=settings)
   if num_views == 1:
-    empty = jnp.zeros((bsz, 0, image_size, image_size, 1), jnp.float32)
-    return Chain(views, aggregate.Condition(empty.repeat(3, -1), empty, empty, empty, empty))
+    return Chain(state.views, empty_conditions(bsz, image_size))
   if cond is None:
     raise ValueError(f'{num_views} views need the conditional network')
-
-  kernel = raster_kernel.resolve(s.kernel)
-
-  def aggregate_batch(meshes, views, mvs, targets, valid):
-    fn = jax.vmap(lambda me, v, m, t: _condition(me, v[..., :3], m, valid, t, s, kernel))
-    return warp.map_in_groups(fn, (meshes, views, mvs, targets), s.group)
-
-  # Each view's mesh is built once, when the view exists, and kept for the later conditions.
-  view_meshes = jax.vmap(lambda v, m: _meshes(v, m, s))
-  meshes = jax.tree.map(lambda a: jnp.repeat(a, num_views, axis=1),
-                        view_meshes(views[:, :1], modelviews[:, :1]))  # later slots: below
-
-  def step(carry, j):
-    views, valid, meshes = carry
-    targets = lax.dynamic_index_in_dim(modelviews, j, axis=1, keepdims=False)
-    conds = aggregate_batch(meshes, views, modelviews, targets, valid)
-    x = jax.vmap(lambda k, c, cd: _next_view(cond, k, per_scene_classes(c), cd, j, s)[0])(
-        keys, cls, conds)
-    rgbd = x / 2.0 + 0.5
-    tick(j, rgbd)
-    views = lax.dynamic_update_index_in_dim(views, rgbd, j, axis=1)
-    new = view_meshes(rgbd[:, None], targets[:, None])
-    meshes = jax.tree.map(lambda a, b: lax.dynamic_update_index_in_dim(a, b, j, axis=1),
-                          meshes, new)
-    return (views, valid.at[j].set(True), meshes), conds
-
-  (views, _, _), conds = lax.scan(step, (views, valid, meshes),
-                                  jnp.arange(1, num_views, dtype=jnp.int32))
-  return Chain(views, jax.tree.map(lambda a: jnp.swapaxes(a, 0, 1), conds))
+  state, conds = lax.scan(
+      lambda st, j: step(cond, keys, classes, modelviews, st, j, settings=settings), state,
+      jnp.arange(1, num_views, dtype=jnp.int32))
+  return Chain(state.views, jax.tree.map(lambda a: jnp.swapaxes(a, 0, 1), conds))
 
 
-@functools.partial(jax.jit, static_argnames=('uncond_fn', 'cond_fn', 'image_size', 'settings',
-                                             'progress'))
+@functools.partial(jax.jit, static_argnames=('uncond_fn', 'cond_fn', 'image_size', 'settings'))
 def _chain_jit(uncond_fn, uncond_params, uncond_schedule, cond_fn, cond_params, cond_schedule,
-               keys, classes, modelviews, first_view, *, image_size, settings, progress):
+               keys, classes, modelviews, first_view, *, image_size, settings):
   uncond = None if uncond_fn is None else Network(uncond_fn, uncond_params, uncond_schedule)
   cond = None if cond_fn is None else Network(cond_fn, cond_params, cond_schedule)
   return run_chain(uncond, cond, keys, classes, modelviews, first_view, image_size=image_size,
-                   settings=settings, progress=progress)
+                   settings=settings)
 
 
 def chain(uncond: Network | None, cond: Network | None, keys: Array, classes: Array | None,
           modelviews: Array, first_view: Array | None = None, *, image_size: int,
-          settings: Settings = Settings(), progress: bool = False) -> Chain:
-  """`run_chain` compiled once per (networks' eps_fns, shapes, settings, progress)."""
+          settings: Settings = Settings()) -> Chain:
+  """`run_chain` compiled once per (networks' eps_fns, shapes, settings)."""
   un = (None, None, None) if uncond is None else tuple(uncond)
   co = (None, None, None) if cond is None else tuple(cond)
   return _chain_jit(*un, *co, keys, classes, modelviews, first_view, image_size=image_size,
-                    settings=settings, progress=progress)
+                    settings=settings)

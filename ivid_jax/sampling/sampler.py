@@ -231,30 +231,52 @@ def run_batch(nets: Networks, seeds: Sequence[int], classes: np.ndarray | None,
   if first_view is not None:
     data['first_view'] = np.asarray(first_view, np.float32)
   data = {k: _global(v, mesh) for k, v in data.items()}
-  fn = _compiled_chain(mesh, None if uncond is None else uncond.eps_fn,
-                       None if nets.cond is None else nets.cond.eps_fn, tuple(sorted(data)),
-                       nets.image_size, settings, progress)
   weights = {name: (net.params, net.schedule) for name, net in
              (('uncond', uncond), ('cond', nets.cond)) if net is not None}
-  return _host(fn(weights, data))
+  layout = (mesh, None if uncond is None else uncond.eps_fn,
+            None if nets.cond is None else nets.cond.eps_fn, tuple(sorted(data)),
+            nets.image_size, settings)
+  num_views = modelviews.shape[1]
+  if not progress or num_views == 1:
+    return _host(_compiled_chain(*layout)(weights, data))
+  # View by view through the same compiled step, reporting between views.
+  start_fn, step_fn = _compiled_steps(*layout)
+  state = start_fn(weights, data)
+  jax.block_until_ready(state.views)
+  chain_lib.report(0)
+  conds = []
+  for j in range(1, num_views):
+    state, cond = step_fn(weights, data, state, jnp.asarray(j, jnp.int32))
+    jax.block_until_ready(state.views)
+    chain_lib.report(j)
+    conds.append(cond)
+  conditions = jax.tree.map(lambda *a: jnp.stack(a, axis=1), *conds)
+  return _host(chain_lib.Chain(state.views, conditions))
 
 
 _COMPILED: dict = {}
 
 
-def _compiled_chain(mesh, uncond_fn, cond_fn, data_keys, image_size, settings, progress):
+def _networks(weights, uncond_fn, cond_fn):
+  return {name: chain_lib.Network(fn, *weights[name]) for name, fn in
+          (('uncond', uncond_fn), ('cond', cond_fn)) if fn is not None}
+
+
+def _keys(data):
+  return jax.random.wrap_key_data(data['key_data'])
+
+
+def _compiled_chain(mesh, uncond_fn, cond_fn, data_keys, image_size, settings):
   """The jitted chain of one layout, built once: eps_fns (cached by make_eps_fn) are static."""
-  cache_key = (mesh, uncond_fn, cond_fn, data_keys, image_size, settings, progress)
+  cache_key = ('chain', mesh, uncond_fn, cond_fn, data_keys, image_size, settings)
   if cache_key in _COMPILED:
     return _COMPILED[cache_key]
 
   def local(weights, data):
-    nets = {name: chain_lib.Network(fn, *weights[name]) for name, fn in
-            (('uncond', uncond_fn), ('cond', cond_fn)) if fn is not None}
+    nets = _networks(weights, uncond_fn, cond_fn)
     return chain_lib.run_chain(
-        nets.get('uncond'), nets.get('cond'), jax.random.wrap_key_data(data['key_data']),
-        data.get('classes'), data['modelviews'], data.get('first_view'), image_size=image_size,
-        settings=settings, progress=progress)
+        nets.get('uncond'), nets.get('cond'), _keys(data), data.get('classes'),
+        data['modelviews'], data.get('first_view'), image_size=image_size, settings=settings)
 
   if mesh is not None:
     # Every device runs its own scenes end to end; the weights are replicated.
@@ -263,6 +285,35 @@ def _compiled_chain(mesh, uncond_fn, cond_fn, data_keys, image_size, settings, p
   fn = jax.jit(local)
   _COMPILED[cache_key] = fn
   return fn
+
+
+def _compiled_steps(mesh, uncond_fn, cond_fn, data_keys, image_size, settings):
+  """(start, step) of one layout, jitted once each: `chain.start` and `chain.step`."""
+  cache_key = ('steps', mesh, uncond_fn, cond_fn, data_keys, image_size, settings)
+  if cache_key in _COMPILED:
+    return _COMPILED[cache_key]
+
+  def start(weights, data):
+    nets = _networks(weights, uncond_fn, cond_fn)
+    return chain_lib.start(nets.get('uncond'), _keys(data), data.get('classes'),
+                           data['modelviews'], data.get('first_view'), image_size=image_size,
+                           settings=settings)
+
+  def step(weights, data, state, j):
+    nets = _networks(weights, uncond_fn, cond_fn)
+    return chain_lib.step(nets['cond'], _keys(data), data.get('classes'), data['modelviews'],
+                          state, j, settings=settings)
+
+  if mesh is not None:
+    state_spec = chain_lib.State(P('data'), P(), P('data'))
+    start = jax.shard_map(start, mesh=mesh, in_specs=(P(), P('data')), out_specs=state_spec,
+                          check_vma=False)
+    step = jax.shard_map(step, mesh=mesh, in_specs=(P(), P('data'), state_spec, P()),
+                         out_specs=(state_spec, P('data')), check_vma=False)
+  # The state is replaced by every step: its buffers (the views' meshes) are reused.
+  fns = jax.jit(start), jax.jit(step, donate_argnums=2)
+  _COMPILED[cache_key] = fns
+  return fns
 
 
 def effective_batch_size(batch_size: int) -> int:
@@ -290,7 +341,7 @@ def generate(nets: Networks, seeds: Sequence[int], *, viewset: str | Sequence = 
     first_views: optional float32 [len(seeds), N, N, 4] given view 0 per scene
       (image-to-3D), RGB and z-buffer depth in [0, 1].
     settings: chain.Settings (steps, edits, geometry).
-    progress: report finished views to a `chain.progress_to` handler.
+    progress: run view by view and report finished views to a `chain.progress_to` handler.
 
   Yields:
     SceneBatch per batch (without the padding).
