@@ -48,6 +48,12 @@ namespace {
 constexpr uint32_t kEmpty = 0xFFFFFFFFu;
 constexpr float kSpanEps = 1e-3f;
 constexpr int kRowBlock = 8;  // rows per block: its buffers stay in cache over all views
+// The z-test runs kLanes samples at a time (one vector); z-buffer rows are kLanes keys longer
+// than the frame, so a span's last vector may run past the row's end into its padding.
+constexpr int kLanes = 8;
+
+// Keys of one row block: kRowBlock rows of `width` samples, each followed by kLanes of padding.
+inline int64_t RowStride(int64_t width) { return width + kLanes; }
 
 struct Setup {
   float a[3], b[3], c[3], ox[3], oy[3];
@@ -303,7 +309,49 @@ struct BinnedMesh {
     }
   }
 
-  // The z-test of rows [y_lo, y_hi) of block blk into zbuf (row y_lo first, `width` keys
+  // The z-test of samples [xa, xb] of one row (centre height py) against face f: row[x] =
+  // min(row[x], key) where f covers the sample. Written so that the compiler vectorises it
+  // (sheets at depth discontinuities span hundreds of samples a row, and a stack of views
+  // draws many of them); the row's terms are hoisted, which leaves every sum in the order
+  // raster._edges and raster._candidate evaluate it.
+  void ZTestSpan(const Setup& f, int xa, int xb, float py, float inv_near, float inv_far,
+                 const KeyBits& kb, uint32_t rank, uint32_t* row) const {
+    const float a0 = f.a[0], a1 = f.a[1], a2 = f.a[2];
+    const float ox0 = f.ox[0], ox1 = f.ox[1], ox2 = f.ox[2];
+    const float r0 = f.b[0] * (py - f.oy[0]), r1 = f.b[1] * (py - f.oy[1]),
+                r2 = f.b[2] * (py - f.oy[2]);
+    const float c0 = f.c[0], c1 = f.c[1], c2 = f.c[2];
+    const float s = f.s, qa = f.qa, q_row = f.qb * py, qc = f.qc;
+    const bool t0 = f.tie[0], t1 = f.tie[1], t2 = f.tie[2];
+    const float hi = q_hi, sc = scale, levels = kb.levels;
+    const int id_bits = kb.id_bits;
+    // Whole vectors of kLanes samples from xa (a fixed trip count the compiler turns into
+    // vector code; a loop over the exact span would run its few samples a row in scalar
+    // code); samples past xb are masked, and their keys land in the row's padding unchanged.
+    for (int x0 = xa; x0 <= xb; x0 += kLanes) {
+      uint32_t* __restrict out = row + x0;
+      for (int l = 0; l < kLanes; ++l) {
+        const float px = static_cast<float>(x0 + l) + 0.5f;
+        const float v0 = a0 * (px - ox0) + r0 + c0;
+        const float v1 = a1 * (px - ox1) + r1 + c1;
+        const float v2 = a2 * (px - ox2) + r2 + c2;
+        const float q = qa * px + q_row + qc;
+        const bool inside = ((s * v0 > 0.0f) | ((v0 == 0.0f) & t0)) &
+                            ((s * v1 > 0.0f) | ((v1 == 0.0f) & t1)) &
+                            ((s * v2 > 0.0f) | ((v2 == 0.0f) & t2)) & (q >= inv_far) &
+                            (q <= inv_near) & (x0 + l <= xb);
+        // std::clamp(floor(.), 0, levels); NaN only where `inside` is false.
+        float qq = std::floor((hi - q) * sc);
+        qq = qq < 0.0f ? 0.0f : qq;
+        qq = levels < qq ? levels : qq;
+        const uint32_t key = (static_cast<uint32_t>(qq) << id_bits) | rank;
+        const uint32_t cand = inside ? key : kEmpty;
+        out[l] = out[l] < cand ? out[l] : cand;
+      }
+    }
+  }
+
+  // The z-test of rows [y_lo, y_hi) of block blk into zbuf (row y_lo first, RowStride(width) keys
   // a row, cleared to kEmpty): the minimum key of every sample.
   void Rasterize(int64_t blk, int64_t y_lo, int64_t y_hi, int64_t width, float inv_near,
                  float inv_far, const KeyBits& kb, uint32_t* zbuf) const {
@@ -311,46 +359,57 @@ struct BinnedMesh {
       const Setup& f = setups[bins[k]];
       const uint32_t rank = static_cast<uint32_t>(bins[k]);
       const bool wide = f.x1 - f.x0 >= 8;
+      // Wide faces (sheets, skirts, magnified surfaces) test a conservative span per row: each
+      // edge crosses zero at x_c(py) = k0 + k1 py (double, widened by 1e-2 px); the float test
+      // decides. Sheets are tall slivers with a few samples a row, so this is per-row work.
+      double k0[3] = {0.0, 0.0, 0.0}, k1[3] = {0.0, 0.0, 0.0};
+      int side[3] = {0, 0, 0};  // +1: the edge bounds the span below, -1: above, 0: neither
+      if (wide) {
+        for (int e = 0; e < 3; ++e) {
+          const double a = f.a[e], b = f.b[e];
+          if (a == 0.0) continue;
+          const double inv = 1.0 / a;
+          k1[e] = -b * inv;
+          k0[e] = f.ox[e] + (b * f.oy[e] - static_cast<double>(f.c[e])) * inv;
+          side[e] = f.s * a > 0 ? 1 : -1;
+        }
+      }
+      const int y_begin = static_cast<int>(std::max<int64_t>(f.y0, y_lo));
       const int y_end = static_cast<int>(std::min<int64_t>(f.y1, y_hi - 1));
-      for (int y = static_cast<int>(std::max<int64_t>(f.y0, y_lo)); y <= y_end; ++y) {
+      // The span of every row lies in [xlo, xhi]: each bounding edge is linear in y, so its
+      // extreme over the block's rows is at the first or last row, and the span's lower bound
+      // (the largest lower edge) is at least the largest of the lower edges' minima (likewise
+      // above). A sliver that fits one vector here is tested without per-row spans.
+      int xlo = f.x0, xhi = f.x1;
+      if (wide) {
+        const double pys[2] = {y_begin + 0.5, y_end + 0.5};
+        double lo = xlo, hi = xhi;
+        for (int e = 0; e < 3; ++e) {
+          if (side[e] == 0) continue;
+          const double c0 = k0[e] + k1[e] * pys[0], c1 = k0[e] + k1[e] * pys[1];
+          if (side[e] > 0) lo = std::max(lo, std::ceil(std::min(c0, c1) - 0.5 - 1e-2));
+          else hi = std::min(hi, std::floor(std::max(c0, c1) - 0.5 + 1e-2));
+        }
+        xlo = static_cast<int>(std::max<double>(lo, f.x0));
+        xhi = static_cast<int>(std::min<double>(hi, f.x1));
+      }
+      const bool per_row = wide && xhi - xlo >= kLanes;
+      for (int y = y_begin; y <= y_end; ++y) {
         const float py = static_cast<float>(y) + 0.5f;
-        int xa = f.x0, xb = f.x1;
-        if (wide) {
-          // Conservative span of this row (double, widened); the float test decides.
+        int xa = xlo, xb = xhi;
+        if (per_row) {
           double lower = xa, upper = xb;
           for (int e = 0; e < 3; ++e) {
-            const double a = f.a[e];
-            if (a == 0.0) continue;
-            // The edge crosses zero at x_c; sample centres are x + 0.5.
-            const double x_c =
-                f.ox[e] - (static_cast<double>(f.b[e]) * (py - f.oy[e]) + f.c[e]) / a;
-            if (f.s * a > 0) lower = std::max(lower, std::ceil(x_c - 0.5 - 1e-2));
-            else upper = std::min(upper, std::floor(x_c - 0.5 + 1e-2));
+            // Sample centres are x + 0.5.
+            const double x_c = k0[e] + k1[e] * py;
+            if (side[e] > 0) lower = std::max(lower, std::ceil(x_c - 0.5 - 1e-2));
+            else if (side[e] < 0) upper = std::min(upper, std::floor(x_c - 0.5 + 1e-2));
           }
           xa = static_cast<int>(std::max<double>(lower, f.x0));
           xb = static_cast<int>(std::min<double>(upper, f.x1));
         }
-        uint32_t* row = zbuf + (y - y_lo) * width;
-        // Branchless (inside/outside alternates unpredictably at this scale); the terms
-        // that depend on the row only are hoisted, which leaves every sum in the order
-        // raster._edges and raster._candidate evaluate it.
-        float row_term[3];
-        for (int e = 0; e < 3; ++e) row_term[e] = f.b[e] * (py - f.oy[e]);
-        const float q_row = f.qb * py;
-        for (int x = xa; x <= xb; ++x) {
-          const float px = static_cast<float>(x) + 0.5f;
-          bool inside = true;
-          for (int e = 0; e < 3; ++e) {
-            const float v = f.a[e] * (px - f.ox[e]) + row_term[e] + f.c[e];
-            inside &= (f.s * v > 0.0f) | ((v == 0.0f) & f.tie[e]);
-          }
-          const float q = f.qa * px + q_row + f.qc;
-          inside &= (q >= inv_far) & (q <= inv_near);
-          const float qq = std::clamp(std::floor((q_hi - q) * scale), 0.0f, kb.levels);
-          const uint32_t key =
-              inside ? (static_cast<uint32_t>(qq) << kb.id_bits) | rank : kEmpty;
-          row[x] = std::min(row[x], key);
-        }
+        ZTestSpan(f, xa, xb, py, inv_near, inv_far, kb, rank,
+                  zbuf + (y - y_lo) * RowStride(width));
       }
     }
   }
@@ -420,7 +479,7 @@ class Rasterizer {
  private:
   // Meshes go in rounds of nt_: each thread sets one up, then all share its row blocks.
   void Work(int tid) {
-    std::vector<uint32_t> zbuf(kRowBlock * p_.width);
+    std::vector<uint32_t> zbuf(kRowBlock * RowStride(p_.width));
     std::vector<int32_t> face_blocks;
     for (int64_t first = 0; first < p_.batch; first += nt_) {
       const int64_t mine = first + tid;
@@ -455,7 +514,7 @@ class Rasterizer {
       const float py = static_cast<float>(y) + 0.5f;
       const int64_t base = (b * p_.height + y) * W;
       for (int64_t x = 0; x < W; ++x) {
-        const uint32_t key = zbuf[(y - y_lo) * W + x];
+        const uint32_t key = zbuf[(y - y_lo) * RowStride(W) + x];
         const int64_t o = base + x;
         if (key == kEmpty) {
           p_.out_face[o] = -1;
@@ -598,7 +657,7 @@ class Accumulator {
  private:
   void Work(int tid) {
     std::vector<Acc> acc(kRowBlock * p_.size);
-    std::vector<uint32_t> zbuf(kRowBlock * p_.size, kEmpty);
+    std::vector<uint32_t> zbuf(kRowBlock * RowStride(p_.size), kEmpty);
     std::vector<int32_t> face_blocks;
     RowScratch rs(p_.size);
     for (int64_t f = 0; f < p_.num_frames; ++f) {
@@ -681,7 +740,7 @@ class Accumulator {
     for (int64_t y = y_lo; y < y_hi; ++y) {
       const float py = static_cast<float>(y) + 0.5f;
       const float cy = py * p_.two_over_size - 1.0f;
-      uint32_t* zrow = zbuf + (y - y_lo) * S;
+      uint32_t* zrow = zbuf + (y - y_lo) * RowStride(S);
       Acc* arow = acc + (y - y_lo) * S;
       int m = 0;
       for (int64_t x = 0; x < S; ++x) {
