@@ -17,11 +17,17 @@ from ivid_jax.evaluation import scenes as scenes_lib
 from ivid_jax.models import model_file
 from ivid_jax.sampling import scene_io
 
-# Quick settings: one generated scene and the image-to-3D one, 2 DDIM steps each, 4 frames
-# of the preview renderer (the exact renderer's cost grows with the random views' noisy depth),
-# on tiny 16 px networks (the notebook test runs the shipped 32 px architecture).
+# Quick settings: one generated scene, the image-to-3D one and the orbit one (27 views, in the
+# same batch), 2 DDIM steps each, 4 frames of the preview renderer (the exact renderer's cost
+# grows with the random views' noisy depth), on tiny 16 px networks (the notebook test runs the
+# shipped 32 px architecture); videos and grids enlarged twice.
 QUICK = scenes.Options(classes=('tabletop',), seed=5, steps_uncond=2, steps_cond=2, frames=4,
-                       render_mode='preview', video_scale=2, heldout=2)
+                       render_mode='preview', video_scale=2, grid_scale=2, heldout=2)
+# Small runs: nothing scored or exported; two scenes and the image-to-3D one, so that their
+# chain has the quick runs' shapes (3 scenes of 27 views) and reuses its compilation.
+SMALL = dict(classes=('tabletop', 'room'), seed=5, steps_uncond=2, steps_cond=2, frames=4,
+             render_mode='preview', video_scale=1, grid_scale=1, heldout=2, ceilings=False,
+             metrics=(), export=())
 
 
 @pytest.fixture(scope='module')
@@ -46,11 +52,13 @@ def test_quick_demo_writes_grids_videos_meshes_and_reports(quick_runs):
   result = quick_runs['a']
   (scene,) = result.scenes
   assert (scene.seed, scene.label, scene.class_name) == (5, 3, 'tabletop')
-  n = 16
-  with Image.open(scene.grid_rgb) as im:  # 3 x 9 tiles of n px, 2 px apart
-    assert im.size == (2 + 9 * (n + 2), 2 + 3 * (n + 2))
-  with Image.open(scene.grid_depth) as im:
-    assert im.size == (2 + 9 * (n + 2), 2 + 3 * (n + 2))
+  n, s = 16, QUICK.grid_scale
+  # 3 x 9 tiles of n px enlarged s times, 2 px apart; the conditions' grids alike.
+  sfx = scene.name
+  for path in (scene.grid_rgb, scene.grid_depth, os.path.join(result.out_dir, 'conds',
+                                                              f'rgb_cond_{sfx}.png')):
+    with Image.open(path) as im:
+      assert im.size == (2 + 9 * (s * n + 2), 2 + 3 * (s * n + 2)), path
   # Colour | depth side by side, enlarged twice; one GIF frame per trajectory frame.
   assert _gif_frames(scene.gif) == (QUICK.frames, (2 * n * 2, n * 2))
   with open(scene.mp4, 'rb') as f:
@@ -66,10 +74,115 @@ def test_quick_demo_writes_grids_videos_meshes_and_reports(quick_runs):
   assert stored.views.shape == (27, n, n, 4) and stored.viewset == '3x9'
   report = json.load(open(result.report[0]))
   assert report['scenes'][0]['name'] == scene.name
-  assert set(result.times) >= {'load', 'view 0 (G_u)', 'ground truth scenes (the wait for them)',
-                               'views 1-26 (G_c)', 'render', 'export', 'metrics', 'total'}
+  assert set(result.times) == {'load', 'view 0 (G_u)', 'ground truth scenes (the wait for them)',
+                               'views 1-26 (G_c)', 'render', 'turntable video', 'export',
+                               'metrics', 'total'}  # the orbit's chain in the 3x9 batch
   summary = result.summary()
   assert scene.name in summary and result.image_to_3d.side_by_side in summary
+  assert result.orbit.name in summary and result.orbit.gif in summary
+  assert report['orbit']['name'] == result.orbit.name
+
+
+def _tiles(path, display, n, scale):
+  """The tiles of a grid PNG of n px views enlarged `scale` times, 2 px apart, by index."""
+  image = np.asarray(Image.open(path))
+  p, m = scene_io.GRID_PADDING, n * scale
+  assert image.shape[:2] == (p + len(display) * (m + p), p + max(map(len, display)) * (m + p))
+  return {k: image[p + i * (m + p):p + i * (m + p) + m, p + j * (m + p):p + j * (m + p) + m]
+          for i, row in enumerate(display) for j, k in enumerate(row)}
+
+
+def test_the_orbit_scene_goes_around_in_the_3x9_batch(quick_runs):
+  result = quick_runs['a']
+  orbit = result.orbit
+  # Its seed follows the image-to-3D scene's; its class is spheres' (ORBIT_CLASS).
+  assert (orbit.seed, orbit.label, orbit.class_name) == (7, 0, 'spheres')
+  assert orbit.scene == os.path.join(result.out_dir, 'orbit', 'scenes', f'scene_{orbit.name}.npz')
+  stored = scene_io.read_scene(orbit.scene)
+  n, v = 16, QUICK.orbit_views
+  assert v == scenes.NUM_3X9 == 27 and stored.viewset == 'orbit'
+  assert stored.views.shape == (v, n, n, 4)
+  np.testing.assert_allclose(stored.yaw, 2 * np.pi * np.arange(v) / v, atol=1e-6)
+  np.testing.assert_array_equal(stored.pitch, 0.0)
+  assert stored.display == tuple(tuple(range(r, r + 9)) for r in (0, 9, 18))
+  # The grids show its views in generation order, 3 rows of 9, each enlarged exactly.
+  s = QUICK.grid_scale
+  arrays = scene_io.read_arrays(orbit.scene)
+  tiles = _tiles(orbit.grid_rgb, stored.display, n, s)
+  for k in range(v):
+    np.testing.assert_array_equal(tiles[k], scenes.enlarge(arrays.color[k], s))
+  assert len(_tiles(orbit.grid_depth, stored.display, n, s)) == v
+  # Its turntable: every frame of a full turn, colour | depth, enlarged like the others.
+  assert orbit.gif.endswith(f'{orbit.name}_turntable.gif')
+  assert _gif_frames(orbit.gif) == (QUICK.frames, (2 * n * 2, n * 2))
+  assert [os.path.splitext(m)[1] for m in orbit.meshes] == ['.ply', '.glb']
+  assert math.isfinite(orbit.metrics['flatness']['flatness'])
+  assert f'orbit {orbit.name} (27 views around)' in result.table()
+  # Scored beside the 3x9 scenes but not in their mean.
+  np.testing.assert_equal(result.mean(), scenes._mean([result.scenes[0].metrics]))
+
+
+def test_an_orbit_of_another_size_runs_its_own_chain_and_zero_turns_it_off(
+    tiny_synthetic_model_files, tmp_path):
+  models = dict(uncond=tiny_synthetic_model_files['uncond'],
+                cond=tiny_synthetic_model_files['cond'], progress=False, log=None)
+  five = scenes.run_demo(str(tmp_path / 'five'), options=scenes.Options(
+      **SMALL, orbit_views=5, orbit_class='room'), **models)
+  assert 'orbit views 1-4 (G_c, a chain of its own)' in five.times
+  stored = scene_io.read_scene(five.orbit.scene)
+  assert stored.views.shape == (5, 16, 16, 4) and stored.display == ((0, 1, 2, 3, 4),)
+  assert (five.orbit.seed, five.orbit.label) == (8, 4) and os.path.isfile(five.orbit.gif)
+  with Image.open(five.orbit.grid_rgb) as im:  # one row of 5 views as drawn (grid_scale 1)
+    assert im.size == (2 + 5 * 18, 2 + 18)
+  # Off: no orbit scene, folder, video or stage.
+  off = scenes.run_demo(str(tmp_path / 'off'), options=scenes.Options(**SMALL, orbit_views=0),
+                        **models)
+  assert off.orbit is None and not os.path.exists(tmp_path / 'off' / 'orbit')
+  assert not any('orbit' in k or 'turntable' in k for k in off.times)
+  videos = {os.path.splitext(f)[0] for f in os.listdir(tmp_path / 'off' / 'videos')}
+  assert videos == {f.name for f in off.scenes + [off.image_to_3d.files]}
+  # The 3x9 scene is the same with or without the orbit scene beside it.
+  np.testing.assert_array_equal(scene_io.read_arrays(off.scenes[0].scene).color,
+                                scene_io.read_arrays(five.scenes[0].scene).color)
+
+
+def test_enlarge_grid_draws_every_pixel_as_a_block_and_keeps_the_separators():
+  rng = np.random.default_rng(0)
+  tiles = rng.integers(0, 256, (5, 3, 3, 3), np.uint8)
+  rows = [(0, 1, 2), (3, 4, -1)]
+  small = scene_io.to_uint8(scene_io.grid(tiles / 255.0, rows, fill=1.0))
+  big = scenes.enlarge_grid(small, 3, 4)
+  p = scene_io.GRID_PADDING
+  assert big.shape == (p + 2 * (12 + p), p + 3 * (12 + p), 3)
+  # It is the grid of the enlarged tiles (separators p px): each pixel a 4 x 4 block of itself.
+  np.testing.assert_array_equal(
+      big, scene_io.to_uint8(scene_io.grid(scenes.enlarge(tiles, 4) / 255.0, rows, fill=1.0)))
+  block = big[p + 4:p + 8, p + 12 + p + 8:p + 12 + p + 12]  # tile 1, source pixel (1, 2)
+  assert (block == small[p + 1, p + 3 + p + 2]).all()
+  np.testing.assert_array_equal(scenes.enlarge_grid(small, 3, 1), small)
+  with pytest.raises(ValueError, match='no grid of 4 px tiles'):
+    scenes.enlarge_grid(small, 4, 2)
+
+
+def test_the_command_passes_the_orbit_and_grid_flags(tmp_path):
+  code = """
+import sys
+from ivid_jax import main
+from ivid_jax.demos import scenes
+def fake(out, options, **kwargs):
+  print('options', options.orbit_views, options.orbit_class, options.grid_scale)
+  sys.exit(0)
+scenes.run_demo = fake
+main.run(sys.argv)
+"""
+  result = subprocess.run([sys.executable, '-c', code, 'demo', '--orbit_views=0',
+                           '--orbit_class=room', '--grid_scale=3', f'--out={tmp_path}'],
+                          capture_output=True, text=True, timeout=300, check=False)
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert 'options 0 room 3' in result.stdout
+  defaults = subprocess.run([sys.executable, '-c', code, 'demo', f'--out={tmp_path}'],
+                            capture_output=True, text=True, timeout=300, check=False)
+  assert 'options 27 None 4' in defaults.stdout, defaults.stderr[-2000:]
 
 
 def test_quick_demo_metrics_are_finite_and_ground_truth_is_a_ceiling(quick_runs):
@@ -104,12 +217,13 @@ def test_image_to_3d_keeps_the_given_view_and_scores_the_novel_ones(quick_runs):
     assert math.isfinite(s[key]), key
   assert 0.0 <= s['shown_share'] <= 1.0
   with Image.open(i23d.side_by_side) as im:  # 6 rows (colour, depth) of 9 + 1 + 9 tiles
-    assert im.size == (2 + 19 * 18, 2 + 6 * 18)
+    assert im.size == (2 + 19 * 34, 2 + 6 * 34)  # of 16 px views enlarged twice
 
 
 def test_a_seed_gives_the_same_scenes_and_scores(quick_runs):
   a, b = quick_runs['a'], quick_runs['b']
-  for x, y in ((a.scenes[0], b.scenes[0]), (a.image_to_3d.files, b.image_to_3d.files)):
+  for x, y in ((a.scenes[0], b.scenes[0]), (a.image_to_3d.files, b.image_to_3d.files),
+               (a.orbit, b.orbit)):
     sx, sy = scene_io.read_arrays(x.scene), scene_io.read_arrays(y.scene)
     np.testing.assert_array_equal(sx.color, sy.color)
     np.testing.assert_array_equal(sx.depth, sy.depth)
@@ -249,5 +363,10 @@ def test_the_default_demo_with_the_shipped_models_within_five_minutes(tmp_path):
       assert os.path.isfile(scene[key]), key
     assert math.isfinite(scene['metrics']['reprojection']['psnr'])
   assert report['image_to_3d']['view0_max_abs'] == 0.0
+  orbit = report['orbit']  # spheres, a full turn in 27 views, its grid 4x enlarged
+  assert orbit['class_name'] == 'spheres' and os.path.isfile(orbit['gif'])
+  assert scene_io.read_scene(orbit['scene']).views.shape == (27, 32, 32, 4)
+  with Image.open(orbit['grid_rgb']) as im:
+    assert im.size == (2 + 9 * (4 * 32 + 2), 2 + 3 * (4 * 32 + 2))
   # Its wall time is measured by benchmarks/demo_quality.py (row (c)), not asserted here.
   assert report['times']['total'] > 0

@@ -3,6 +3,7 @@
   ivid-jax demo                                   # at most 5 minutes on 2 CPU cores
   ivid-jax demo --classes=boxes,room --seed=7 --out=outputs/demo7
   ivid-jax demo --uncond=uncond.msgpack --cond=cond.msgpack   # your own synthetic models
+  ivid-jax demo --orbit_views=0                   # without the 360-degree orbit scene
 
 No download and no accelerator needed. The package ships two small networks
 trained on the procedural synthetic_rgbd scenes (32 px; data/models/): the
@@ -10,7 +11,8 @@ unconditional one draws view 0 of each scene, the conditional one each of
 the 26 further views of the authors' 3x9 set, conditioned on the earlier
 views warped by their depth into its camera. For every scene the demo writes
 (under --out):
-  grids/rgb_*.png, grids/depth_*.png  the 27 views, 3 x 9 as the cameras sit
+  grids/rgb_*.png, grids/depth_*.png  the 27 views, 3 x 9 as the cameras sit (each view
+                                      enlarged 4x, --grid_scale)
   conds/                              the warped conditions each view was drawn from
   videos/*.gif (and .mp4 with an ffmpeg)  a free-view swing by the fusion renderer,
                                       colour | depth
@@ -19,6 +21,11 @@ views warped by their depth into its camera. For every scene the demo writes
 and scores every scene's 3D consistency (reprojection PSNR between neighbouring
 views, TSED with OpenCV, flatness) beside the same metrics on ground-truth
 synthetic scenes of the same classes at the same cameras.
+
+Large-angle generation: one more scene (--orbit_views, --orbit_class) goes
+a full 360-degree turn around in 27 views at pitch 0, each conditioned on the
+earlier ones; orbit/ holds its grids and scene file, videos/*_turntable.gif
+its turntable video (the fusion renderer along a full turn).
 
 Image-to-3D: view 0 of a held-out scene (--heldout, from the synthetic_rgbd
 test split, which no training scene comes from) is given instead of sampled;
@@ -75,7 +82,22 @@ _FRAMES = flags.DEFINE_integer('frames', 60, 'Frames of each swing video.')
 _MODE = flags.DEFINE_enum('mode', 'exact', ['exact', 'preview'], "Renderer: the authors' fusion "
                           'renderer, or fast point splatting.')
 _VIDEO_SCALE = flags.DEFINE_integer('video_scale', 4, 'Video frames enlarged this many times '
-                                    '(whole pixels), for viewing.')
+                                    '(whole pixels), for viewing.', lower_bound=1)
+_GRID_SCALE = flags.DEFINE_integer('grid_scale', 4, 'Every view of the grids (grids/, conds/, '
+                                   'the image-to-3D side by side) enlarged this many times by '
+                                   'whole pixels (nearest neighbour), for viewing: a 32 px view '
+                                   'drawn at 128 px; 1: as drawn.', lower_bound=1)
+_ORBIT_VIEWS = flags.DEFINE_integer('orbit_views', 27, 'Views of the orbit scene: large-angle '
+                                    'generation, a full 360-degree turn at pitch 0 in this many '
+                                    'views, each conditioned on the earlier ones (ivid-jax sample '
+                                    '--viewset=orbit:N), shown as a grid and a turntable video '
+                                    'under orbit/ and videos/. 27 (the 3x9 set\'s count) samples '
+                                    'it in the same batch as the 3x9 scenes; another count '
+                                    'compiles a chain of its own. 0: no orbit scene.',
+                                    lower_bound=0)
+_ORBIT_CLASS = flags.DEFINE_string('orbit_class', None, 'Class of the orbit scene (a name or a '
+                                   'label); default: spheres (for synthetic_rgbd networks, else '
+                                   'the first of --classes).')
 _HELDOUT = flags.DEFINE_integer('heldout', 2, 'Test scene of synthetic_rgbd whose view 0 goes in '
                                 'for image-to-3D (class = index % 5); -1 skips image-to-3D.')
 _CEILINGS = flags.DEFINE_bool('ceilings', True, 'Score ground-truth scenes of the same classes at '
@@ -97,7 +119,8 @@ def main(argv: list[str]) -> None:
       clip_denoised=_CLIP.value, erode_rgb=_ERODE.value, replace_rgb=_REPLACE_RGB.value,
       replace_rgb_last=_REPLACE_RGB_LAST.value, replace_depth=_REPLACE_DEPTH.value,
       frames=_FRAMES.value,
-      render_mode=_MODE.value, video_scale=_VIDEO_SCALE.value,
+      render_mode=_MODE.value, video_scale=_VIDEO_SCALE.value, grid_scale=_GRID_SCALE.value,
+      orbit_views=_ORBIT_VIEWS.value, orbit_class=_ORBIT_CLASS.value,
       heldout=None if _HELDOUT.value < 0 else _HELDOUT.value, ceilings=_CEILINGS.value,
       metrics=tuple(_METRICS.value), export=tuple(_EXPORT.value))
   bad = set(options.export) - {'ply', 'glb', 'points'}

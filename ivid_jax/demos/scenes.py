@@ -20,11 +20,23 @@ given with its true geometry in the sampler's depth encoding (near/far
 0.6/5, `evaluation.ground_truth.sampler_views`), as the ground-truth scores
 condition on it, so the true views at the 3x9 cameras are exact targets.
 
+Large-angle generation: one orbit scene (`Options.orbit_views`, default 27;
+0: none) goes a full 360-degree turn around in views at pitch 0, each
+conditioned on the earlier ones (`ivid-jax sample --viewset=orbit:27`), and is
+rendered as a turntable video (the fusion renderer along a full turn); it is
+written under orbit/, its video and meshes beside the others.
+
 The chain compiles once: view 0 of the generated scenes is drawn first (the
 'uncond' view set, the same keys as a whole chain), then one batch runs the
-conditional views of every scene, the image-to-3D one included, from their
-given first views. A seed gives the same scene as `ivid-jax sample` with the
-same classes and steps (bit for bit: the same keys, view 0 carried over exactly).
+conditional views of every scene, the image-to-3D and the orbit ones included,
+from their given first views (the chain's cameras are data: the 3x9 set and a
+27-view orbit share its shapes; an orbit of another size runs a chain of its
+own). A seed gives the same scene as `ivid-jax sample` with the same classes,
+view set and steps (bit for bit: the same keys, view 0 carried over exactly).
+
+Grids are written with every view enlarged `Options.grid_scale` times by whole
+pixels (nearest neighbour, the 2 px separators kept), as the videos are
+(`video_scale`): a 32 px view is drawn at 128 px.
 """
 
 from __future__ import annotations
@@ -41,12 +53,14 @@ from typing import Any, Sequence
 import jax
 import numpy as np
 import tqdm
+from PIL import Image
 
 from ivid_jax.data import synthetic
 from ivid_jax.evaluation import consistency
 from ivid_jax.evaluation import ground_truth
 from ivid_jax.evaluation import report
 from ivid_jax.evaluation import scenes as scenes_lib
+from ivid_jax.geometry import cameras
 from ivid_jax.models import model_file
 from ivid_jax.rendering import export
 from ivid_jax.rendering import fusion
@@ -54,11 +68,23 @@ from ivid_jax.rendering import trajectories
 from ivid_jax.sampling import chain
 from ivid_jax.sampling import sampler
 from ivid_jax.sampling import scene_io
+from ivid_jax.sampling import viewsets
 
 SHIPPED = {'uncond': 'models/synthetic_uncond.msgpack', 'cond': 'models/synthetic_cond.msgpack'}
 DEFAULT_CLASSES = ('spheres', 'tabletop', 'room')
 DEFAULT_HELDOUT = 2  # test scene 2: class 2 ('mixed'), a class the default scenes leave out
 IMAGE_TO_3D = 'image_to_3d'  # its own output folder, so sample/render/eval-3d see only the rest
+ORBIT = 'orbit'  # the orbit scene's folder, for the same reason
+# The orbit scene's class for synthetic_rgbd networks. Chosen by looking at orbit:27 scenes of
+# the shipped networks with the demo's settings (6 seeds of spheres, 4 of mixed and room, 2 of
+# boxes and tabletop): in every spheres scene the same large spheres stay in place around the
+# whole turn and are there again at its end, drifting into clutter at the back (the views
+# farthest from view 0); mixed scenes hold together less often; rooms hold together but show
+# one bare wall most of the way round; tabletops an almost empty table top; boxes fall apart
+# into coloured slabs. The neighbours' reprojection PSNR does not tell them apart (39-49 dB
+# in every class).
+ORBIT_CLASS = 'spheres'
+NUM_3X9 = viewsets.make('3x9', num_scenes=1).num_views  # 27
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,9 +117,18 @@ class Options:
   # The colour replacement on the final step too (the authors skip it): the shown pixels are then
   # the earlier views' aggregate itself, not the young G_c's redrawing of it (README, Demo).
   replace_rgb_last: bool = True
-  frames: int = 60  # frames of the swing video
+  frames: int = 60  # frames of the swing video and of the orbit scene's turntable
   render_mode: str = 'exact'  # 'exact' (the authors' fusion renderer) or 'preview'
   video_scale: int = 4  # nearest-neighbour enlargement of the video frames, for viewing
+  grid_scale: int = 4  # the same for every view of the grids (PNG), for viewing; 1: as drawn
+  # Views of the orbit scene: a full 360-degree turn at pitch 0 (`viewsets` 'orbit:N'), drawn
+  # beside the 3x9 scenes; 0: none. 27, the 3x9 set's count, puts its chain in the same batch
+  # as theirs (one compilation: the chain's shapes are [B, V, ...], its cameras are data);
+  # another count runs a chain of its own, compiled once more (20-25 s on 2 CPU cores).
+  orbit_views: int = 27
+  # Its class; None: spheres for synthetic_rgbd networks (ORBIT_CLASS), else the first of
+  # `classes`.
+  orbit_class: Any = None
   fps: float = 30.0
   heldout: int | None = DEFAULT_HELDOUT  # test scene for image-to-3D; None: skip it
   ceilings: bool = True  # score ground-truth scenes of the same classes at the same cameras
@@ -138,7 +173,11 @@ class ImageTo3D:
 
 @dataclasses.dataclass
 class DemoResult:
-  """What `run_demo` did: files, metrics, stage wall times (seconds), notes for the user."""
+  """What `run_demo` did: files, metrics, stage wall times (seconds), notes for the user.
+
+  `orbit` is the orbit scene (None without one): its grids and scene file under orbit/,
+  its turntable video in `orbit.gif` / `orbit.mp4`, scored like the others.
+  """
   out_dir: str
   options: Options
   scenes: list[SceneFiles]
@@ -147,6 +186,7 @@ class DemoResult:
   times: dict[str, float]
   notes: list[str]
   report: tuple[str, str] = ()
+  orbit: SceneFiles | None = None
 
   def mean(self, which: str = 'generated') -> dict[str, dict[str, float]]:
     """Mean metrics over the generated scenes or the ground-truth ones."""
@@ -284,11 +324,30 @@ def _bar(total: int, desc: str, enabled: bool):
   return tqdm.tqdm(total=total, desc=desc, unit='view', leave=False, disable=not enabled)
 
 
-def _sample(nets: sampler.Networks, seeds: Sequence[int], labels: list[int] | None, viewset: str,
-            first_views: np.ndarray | None, settings: chain.Settings, desc: str,
-            progress: bool) -> sampler.SceneBatch:
-  """One sampler batch of all `seeds`, with a progress bar over its views."""
-  num_views = 1 if viewset == 'uncond' else 27
+def _sample(nets: sampler.Networks, seeds: Sequence[int], labels: Sequence[int] | None,
+            viewset: str | Sequence[str], first_views: np.ndarray | None,
+            settings: chain.Settings, desc: str, progress: bool
+            ) -> list[tuple[scene_io.Scene, Any]]:
+  """One chain call for all `seeds`, with a progress bar over its views.
+
+  Args:
+    viewset: one view set for all scenes, or one per scene; every one of the same number
+      of views (the chain's carry is [B, V, ...]; the cameras are data, so the 3x9 set and
+      'orbit:27' share a batch and its compilation).
+    first_views: None (view 0 from G_u) or float32 [B, N, N, 4].
+
+  Returns:
+    (Scene, its conditions) per seed: the keys, classes and cameras of `sampler.generate`
+    (`sampler.run_batch` is what it calls), so scene i is `ivid-jax sample`'s of its seed.
+  """
+  specs = [viewset] * len(seeds) if isinstance(viewset, str) else list(viewset)
+  sets = [viewsets.make(spec, sampler.scene_keys([seed])) for spec, seed in zip(specs, seeds)]
+  counts = {vs.num_views for vs in sets}
+  if len(counts) != 1:
+    raise ValueError(f'one chain call takes view sets of one size, got {sorted(counts)} views')
+  (num_views,) = counts
+  mvs = np.concatenate([np.asarray(cameras.orbit_camera(vs.yaw, vs.pitch)) for vs in sets])
+  classes = None if labels is None else np.asarray(labels, np.int32)
   bar = _bar(num_views, desc, progress)
   seen = [0]
 
@@ -298,16 +357,68 @@ def _sample(nets: sampler.Networks, seeds: Sequence[int], labels: list[int] | No
       seen[0] = view + 1
 
   with chain.progress_to(advance):
-    batch = next(sampler.generate(nets, seeds, viewset=viewset, classes=labels,
-                                  batch_size=len(seeds), first_views=first_views,
-                                  settings=settings, progress=progress))
+    out = sampler.run_batch(nets, list(seeds), classes, mvs, first_views, settings, progress)
   bar.close()
-  return batch
+  scenes = []
+  for b, vs in enumerate(sets):
+    one = lambda a, b=b: a[b:b + 1]
+    batch = sampler.SceneBatch(
+        seeds=np.asarray(seeds[b:b + 1]), classes=None if classes is None else one(classes),
+        viewset=vs, modelviews=one(mvs), views=one(out.views),
+        conditions=jax.tree.map(one, out.conditions))
+    scenes.extend(scene_io.scenes_from_batch(batch, settings))
+  return scenes
+
+
+def orbit_display(num_views: int) -> tuple[tuple[int, ...], ...]:
+  """Grid rows of an orbit scene: the turn in generation order (yaw increasing) in 3 rows."""
+  rows = 3 if num_views >= 9 else 1
+  per_row = -(-num_views // rows)
+  return tuple(tuple(range(i, min(i + per_row, num_views)))
+               for i in range(0, num_views, per_row))
+
+
+def enlarge(images: np.ndarray, scale: int) -> np.ndarray:
+  """Images [..., H, W, C] drawn `scale` times larger by whole pixels (nearest neighbour)."""
+  return np.asarray(images).repeat(scale, -3).repeat(scale, -2)
+
+
+def enlarge_grid(image: np.ndarray, tile: int, scale: int,
+                 padding: int = scene_io.GRID_PADDING) -> np.ndarray:
+  """A `scene_io.grid` picture [H, W, C] of `tile` px tiles with every tile `scale` times larger.
+
+  Nearest neighbour (each pixel becomes a scale x scale block of itself); the separators
+  keep their `padding` px, so they stay thin lines between the larger tiles.
+
+  Raises:
+    ValueError when the picture is not a grid of `tile` px tiles `padding` px apart.
+  """
+  def rows(size):
+    count, rest = divmod(size - padding, tile + padding)
+    if rest or count < 1:
+      raise ValueError(f'a picture {size} px across is no grid of {tile} px tiles {padding} px '
+                       'apart')
+    cell = np.concatenate([np.arange(tile).repeat(scale), tile + np.arange(padding)])
+    return np.concatenate([np.arange(padding)] + [padding + k * (tile + padding) + cell
+                                                  for k in range(count)])
+  image = np.asarray(image)
+  return image[rows(image.shape[0])][:, rows(image.shape[1])]
+
+
+def _enlarge_png(path: str, tile: int, scale: int) -> None:
+  with Image.open(path) as im:
+    image = np.asarray(im)
+  scene_io.write_png(path, enlarge_grid(image, tile, scale))
 
 
 def _write_scene(paths: dict[str, str], scene: scene_io.Scene, conditions,
-                 num_classes: int | None) -> SceneFiles:
-  scene_io.write_outputs(paths, scene, conditions)
+                 num_classes: int | None, grid_scale: int = 1) -> SceneFiles:
+  """The scene in the authors' layout (`scene_io.write_outputs`), its grids enlarged."""
+  written = scene_io.write_outputs(paths, scene, conditions)
+  if grid_scale > 1:
+    for path in written:
+      if path.endswith('.png') and os.path.dirname(path) in (paths['grids'], paths['conds']):
+        _enlarge_png(path, scene.views.shape[1], grid_scale)
   sfx = scene_io.suffix(scene.seed, scene.label)
   return SceneFiles(
       name=sfx, seed=scene.seed, label=scene.label,
@@ -317,18 +428,24 @@ def _write_scene(paths: dict[str, str], scene: scene_io.Scene, conditions,
       grid_depth=os.path.join(paths['grids'], f'depth_{sfx}.png'))
 
 
-def render_video(files: SceneFiles, folder: str, opts: Options) -> list[str]:
-  """The swing video of a scene file (colour | depth side by side): GIF, and MP4 with an ffmpeg."""
+def render_video(files: SceneFiles, folder: str, opts: Options,
+                 trajectory: str = 'swing') -> list[str]:
+  """A video of a scene file (colour | depth side by side): GIF, and MP4 with an ffmpeg.
+
+  trajectory: 'swing' (the authors' path, videos/<name>.gif) or 'orbit' (a full turn at
+  pitch 0, the turntable of an orbit scene: videos/<name>_turntable.gif); `opts.frames`
+  frames either way, so both share the renderer's compilation.
+  """
   scene = scene_io.read_scene(files.scene)
-  yaw, pitch = trajectories.swing(opts.frames)
+  yaw, pitch = trajectories.make(trajectory, opts.frames)
   color, depth = jax.device_get(fusion.render_scene(
       scene.views, scene.modelviews, trajectories.modelviews(yaw, pitch), fov=scene.fov,
       near=scene.near, far=scene.far, mode=opts.render_mode))
   frames = np.concatenate([np.round(np.asarray(color) * 255.0).astype(np.uint8),
                            export.depth_frames(depth)], axis=2)
   # Enlarged by whole pixels only: a 32 px frame stays the renderer's 32 px image.
-  frames = frames.repeat(opts.video_scale, 1).repeat(opts.video_scale, 2)
-  stem = os.path.join(folder, files.name)
+  frames = enlarge(frames, opts.video_scale)
+  stem = os.path.join(folder, files.name + ('_turntable' if trajectory == 'orbit' else ''))
   files.gif = export.write_gif(stem + '.gif', frames, opts.fps)
   files.mp4 = export.write_mp4(stem + '.mp4', frames, opts.fps) if export.ffmpeg_exe() else None
   return [p for p in (files.gif, files.mp4) if p]
@@ -395,15 +512,16 @@ def _mean(rows: Sequence[dict[str, dict[str, float]]]) -> dict[str, dict[str, fl
 
 def _image_to_3d(scene: scene_io.Scene, conds, out_dir: str, given: np.ndarray,
                  num_classes: int | None, truth: scenes_lib.Scene | None,
-                 source: str) -> ImageTo3D:
+                 source: str, grid_scale: int = 1) -> ImageTo3D:
   """Writes an image-to-3D scene to out_dir/image_to_3d/ and scores it against the truth."""
   folder = os.path.join(out_dir, IMAGE_TO_3D)
-  files = _write_scene(scene_io.make_dirs(folder), scene, conds, num_classes)
+  files = _write_scene(scene_io.make_dirs(folder), scene, conds, num_classes, grid_scale)
   grid_path, scores = None, {}
   if truth is not None:
+    grid = side_by_side(ground_truth.sampler_views(truth), scene.views, scene.display)
     grid_path = scene_io.write_png(
         os.path.join(folder, f'side_by_side_{files.name}.png'),
-        side_by_side(ground_truth.sampler_views(truth), scene.views, scene.display))
+        enlarge_grid(scene_io.to_uint8(grid), scene.views.shape[1], grid_scale))
     scores = score_against_truth(scene.views, conds, truth)
   return ImageTo3D(files=files, source=source, side_by_side=grid_path,
                    view0_max_abs=float(np.abs(scene.views[0] - given).max()), scores=scores)
@@ -428,10 +546,10 @@ def image_to_3d(nets: sampler.Networks, first_view: np.ndarray, out_dir: str, *,
     label = -1 if nets.has_null_class else 0
   settings = chain_settings(options, nets.image_size)
   given = np.asarray(first_view, np.float32)
-  batch = _sample(nets, [seed], None if nets.num_classes is None else [label], '3x9',
-                  given[None], settings, 'views 1-26', progress)
-  ((scene, conds),) = scene_io.scenes_from_batch(batch, settings)
-  result = _image_to_3d(scene, conds, out_dir, given, nets.num_classes, None, source)
+  ((scene, conds),) = _sample(nets, [seed], None if nets.num_classes is None else [label],
+                              '3x9', given[None], settings, 'views 1-26', progress)
+  result = _image_to_3d(scene, conds, out_dir, given, nets.num_classes, None, source,
+                        options.grid_scale)
   render_video(result.files, os.path.join(out_dir, 'videos'), options)
   if options.export:
     result.files.meshes = export.export_scene(
@@ -498,53 +616,93 @@ def run_demo(out_dir: str, *, uncond: str | None = None, cond: str | None = None
     pending = start_heldout_scenes(n, wanted, textures)
 
   seeds = [opts.seed + i for i in range(len(labels))]
+  with_classes = nets.num_classes is not None
+  orbit_views = 0
+  if opts.orbit_views:
+    orbit_views = viewsets.make(f'orbit:{opts.orbit_views}', num_scenes=1).num_views
+    orbit_label = orbit_class(opts.orbit_class, labels, nets.num_classes)
+    # After the image-to-3D scene's seed, whether it is drawn or not.
+    orbit_seed = opts.seed + len(labels) + 1
+  # The orbit scene's views ride in the 3x9 scenes' batch when it has as many (module docstring).
+  shared = orbit_views == NUM_3X9
   first_sampler = ('DDPM' if opts.steps_uncond >= nets.uncond.schedule.num_steps else
                    f'DDIM {opts.steps_uncond}, eta {opts.eta_uncond:g}')
-  log(f'[3/6] sampling {len(seeds)} scene(s) of 3x9 views: view 0 with G_u ({first_sampler}), '
-      f'then views 1-26 with G_c (DDIM {opts.steps_cond}, eta {opts.eta_cond:g})'
-      + (' beside the image-to-3D scene' if opts.heldout is not None else ''))
-  with_classes = nets.num_classes is not None
-  first = _sample(nets, seeds, labels if with_classes else None, 'uncond', None, settings,
-                  'view 0', progress)
-  first_views = first.views[:, 0]
+  beside = [s for s, on in (('the image-to-3D scene', opts.heldout is not None),
+                            (f'an orbit scene of {orbit_views} views around', orbit_views))
+            if on]
+  what = [f'{len(seeds)} scene(s) of 3x9 views'] + beside
+  log(f'[3/6] sampling {", ".join(what[:-1])}{" and " if len(what) > 1 else ""}{what[-1]}'
+      + f': view 0 with G_u ({first_sampler}), then the further views with G_c (DDIM '
+      f'{opts.steps_cond}, eta {opts.eta_cond:g})'
+      + (', all in one batch' if orbit_views and shared else ''))
+  first_seeds, first_labels = list(seeds), list(labels)
+  if orbit_views:
+    first_seeds.append(orbit_seed)
+    first_labels.append(orbit_label)
+  first = _sample(nets, first_seeds, first_labels if with_classes else None, 'uncond', None,
+                  settings, 'view 0', progress)
+  first_views = np.stack([scene.views[0] for scene, _ in first])
   stage('view 0 (G_u)')
   truth = {}
   if pending is not None:
     truth = pending.result()
     stage('ground truth scenes (the wait for them)')
   all_seeds, all_labels = list(seeds), list(labels)
+  all_first, specs = [first_views[:len(seeds)]], ['3x9'] * len(seeds)
   if opts.heldout is not None:
     # True geometry in the sampler's encoding (module docstring): the true views are targets.
     given = ground_truth.sampler_views(truth[opts.heldout])[0]
-    first_views = np.concatenate([first_views, given[None]])
+    all_first.append(given[None])
     all_seeds.append(opts.seed + len(labels))
     # Its true class for synthetic_rgbd networks; others get their null class (a photo's).
     synthetic_nets = nets.num_classes == synthetic.NUM_CLASSES
     all_labels.append(opts.heldout % synthetic.NUM_CLASSES if synthetic_nets else
                       -1 if nets.has_null_class else 0)
-  batch = _sample(nets, all_seeds, all_labels if with_classes else None, '3x9', first_views,
-                  settings, 'views 1-26', progress)
+    specs.append('3x9')
+  orbit_spec = f'orbit:{orbit_views}'
+  if orbit_views and shared:
+    all_first.append(first_views[-1:])
+    all_seeds.append(orbit_seed)
+    all_labels.append(orbit_label)
+    specs.append(orbit_spec)
+  generated = _sample(nets, all_seeds, all_labels if with_classes else None, specs,
+                      np.concatenate(all_first), settings, 'views 1-26', progress)
   stage('views 1-26 (G_c)')
+  if orbit_views and not shared:
+    generated += _sample(nets, [orbit_seed], [orbit_label] if with_classes else None,
+                         orbit_spec, first_views[-1:], settings, f'orbit views 1-{orbit_views - 1}',
+                         progress)
+    stage(f'orbit views 1-{orbit_views - 1} (G_c, a chain of its own)')
 
   paths = scene_io.make_dirs(out_dir)
-  generated = list(scene_io.scenes_from_batch(batch, settings))
-  files = [_write_scene(paths, scene, conds, nets.num_classes)
+  files = [_write_scene(paths, scene, conds, nets.num_classes, opts.grid_scale)
            for scene, conds in generated[:len(seeds)]]
-  i23d = None
+  i23d = orbit = None
   if opts.heldout is not None:
-    scene, conds = generated[-1]
+    scene, conds = generated[len(seeds)]
     true_scene = truth[opts.heldout]
-    i23d = _image_to_3d(scene, conds, out_dir, first_views[-1], nets.num_classes, true_scene,
-                        true_scene.name)
+    i23d = _image_to_3d(scene, conds, out_dir, given, nets.num_classes, true_scene,
+                        true_scene.name, opts.grid_scale)
+  if orbit_views:
+    scene, conds = generated[-1]
+    scene.display = orbit_display(orbit_views)
+    orbit = _write_scene(scene_io.make_dirs(os.path.join(out_dir, ORBIT)), scene, conds,
+                         nets.num_classes, opts.grid_scale)
 
-  log(f'[4/6] rendering the swing videos ({opts.frames} frames, {opts.render_mode} renderer)')
+  log(f'[4/6] rendering the swing videos ({opts.frames} frames, {opts.render_mode} renderer)'
+      + (' and the orbit scene\'s turntable (a full turn)' if orbit else ''))
   everything = files + ([i23d.files] if i23d else [])
+  videos = os.path.join(out_dir, 'videos')
   for f in tqdm.tqdm(everything, desc='videos', unit='scene', leave=False, disable=not progress):
-    render_video(f, os.path.join(out_dir, 'videos'), opts)
+    render_video(f, videos, opts)
   if export.ffmpeg_exe() is None:
     notes.append("MP4 videos skipped: no ffmpeg (pip install 'ivid-jax[video]' or put one on "
                  'the PATH); the GIFs hold the same frames.')
   stage('render')
+  if orbit:
+    render_video(orbit, videos, opts, trajectory='orbit')
+    stage('turntable video')
+  everything += [orbit] if orbit else []
 
   if opts.export:
     log(f'[5/6] exporting fused meshes ({", ".join(opts.export)})')
@@ -571,15 +729,30 @@ def run_demo(out_dir: str, *, uncond: str | None = None, cond: str | None = None
   times['total'] = time.time() - start
 
   result = DemoResult(out_dir=os.path.abspath(out_dir), options=opts, scenes=files,
-                      image_to_3d=i23d, ground_truth=gt_rows, times=times, notes=notes)
+                      image_to_3d=i23d, ground_truth=gt_rows, times=times, notes=notes,
+                      orbit=orbit)
   record = {'options': dataclasses.asdict(opts), 'networks': nets.sources,
             'scenes': [dataclasses.asdict(f) for f in files],
             'image_to_3d': dataclasses.asdict(i23d) if i23d else None,
+            'orbit': dataclasses.asdict(orbit) if orbit else None,
             'ground_truth': gt_rows, 'mean': {'generated': result.mean('generated'),
                                               'ground_truth': result.mean('ground_truth')},
             'times': times, 'notes': notes}
   result.report = report.write(out_dir, 'demo', record, result.table())
   return result
+
+
+def orbit_class(spec: Any, labels: Sequence[int], num_classes: int | None) -> int:
+  """The orbit scene's label: `spec` (a class name or label) if given.
+
+  By default ORBIT_CLASS for synthetic_rgbd networks, else the first 3x9 scene's label.
+  """
+  if spec is None:
+    if num_classes != synthetic.NUM_CLASSES:
+      return labels[0]
+    spec = ORBIT_CLASS
+  (label,) = parse_classes([spec], num_classes)
+  return label
 
 
 # ---------------------------------------------------------------------------------------------
@@ -599,13 +772,18 @@ def _table(result: DemoResult) -> str:
   if result.image_to_3d and result.image_to_3d.files.metrics:
     f = result.image_to_3d.files
     rows.append([f'image-to-3D {f.name}', f.class_name] + cell(f.metrics))
+  if result.orbit and result.orbit.metrics:
+    f = result.orbit
+    rows.append([f'orbit {f.name} ({result.options.orbit_views} views around)', f.class_name]
+                + cell(f.metrics))
   rows += [[f'ground truth {g["name"]}', g['class_name']] + cell(g['metrics'])
            for g in result.ground_truth]
   if len(result.scenes) > 1:
     rows.append(['mean of the generated scenes', ''] + cell(result.mean('generated')))
   if len(result.ground_truth) > 1:
     rows.append(['mean of the ground truth (ceiling)', ''] + cell(result.mean('ground_truth')))
-  out = ('3D consistency at the 3x9 cameras (each view against its 2 nearest):\n\n'
+  where = ", the orbit scene's at its own around the full turn" if result.orbit else ''
+  out = (f'3D consistency at the 3x9 cameras{where} (each view against its 2 nearest):\n\n'
          + report.markdown_table(['scene', 'class'] + [c[2] for c in columns], rows))
   if result.image_to_3d and result.image_to_3d.scores:
     i = result.image_to_3d
@@ -631,10 +809,12 @@ def _rel(path: str | None) -> str:
 
 def _summary(result: DemoResult) -> str:
   """The table, then where everything is and what each file shows."""
+  scale = result.options.grid_scale
   lines = [result.table(), f'Outputs in {_rel(result.out_dir)}/ (per scene, <name> = '
            'class<c>_seed<s>):',
            '  grids/rgb_<name>.png    the 27 views, 3 x 9 as the cameras sit: yaw +0.6 (left) to '
-           '-0.6 (right), pitch -0.15 (top) to +0.15 (bottom)',
+           '-0.6 (right), pitch -0.15 (top) to +0.15 (bottom)'
+           + (f'; every view enlarged {scale}x' if scale > 1 else ''),
            '  grids/depth_<name>.png  their depth (inferno: near is bright)',
            '  conds/                  the condition of each view: the earlier views warped into '
            'its camera (holes black)',
@@ -652,6 +832,16 @@ def _summary(result: DemoResult) -> str:
     if i.side_by_side:
       lines.append(f'  {_rel(i.side_by_side)}  true views | generated views (colour rows, then '
                    'depth); view 0 is the given one')
+  if result.orbit:
+    f = result.orbit
+    v = result.options.orbit_views
+    lines.append(f'  {ORBIT}/                  an orbit scene: {v} views a full turn around '
+                 f'({f.name}: {f.class_name}, seed {f.seed}), each conditioned on the earlier ones')
+    lines.append(f'  {_rel(f.grid_rgb)}  its views in generation order (yaw 0 to '
+                 f'{360 * (v - 1) / v:.0f} degrees, left to right, row by row), their depth '
+                 'beside it')
+    lines.append(f'  {_rel(f.gif)}  its turntable: a full turn by the fusion renderer, '
+                 'colour | depth')
   lines.append('  ' + ' and '.join(_rel(p) for p in result.report) + '  the tables above')
   lines += [f'Note: {n}' for n in result.notes]
   return '\n'.join(lines) + '\n'
