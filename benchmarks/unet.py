@@ -10,8 +10,11 @@ Prints one table. Settings:
   tiny         a 32 px smoke setting.
 A training step is the authors' objective (eps-MSE at uniform t, 10% label dropout) with
 AdamW (lr 1e-4), float32, with the project's defaults (no XLA_FLAGS needed: see
-ivid_jax/models/cpu_defaults.py; the header prints the flags in effect). The device's peak is
-measured in the same run with a 4096 x 4096 float32 matmul.
+ivid_jax/models/cpu_defaults.py; the header prints the flags in effect). FLOPs and bytes
+accessed are XLA's cost analysis of the compiled programs (the bytes are the sum over the
+compiled ops of what each reads and writes, with no reuse between ops: the memory traffic an
+accelerator would see without a cache). The device's peak is measured in the same
+run with a 4096 x 4096 float32 matmul.
 
 With --authors_src (a checkout of the authors' repository, torch installed) the authors'
 own `AdmUnet2d` forward and AdamW step (benchmarks/authors_step.py) are timed in the same
@@ -75,10 +78,12 @@ def _peak_flops(repeats):
   return 2 * n ** 3 / float(np.median([_timed(lambda: mm(a)) for _ in range(repeats)]))
 
 
-def _flops(compiled):
+def _cost(compiled):
+  """(FLOPs, bytes accessed) of one call, from XLA's cost analysis (NaN where it has none)."""
   cost = compiled.cost_analysis()
-  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-  return float(cost.get('flops', float('nan')))
+  cost = (cost[0] if isinstance(cost, (list, tuple)) else cost) or {}
+  return (float(cost.get('flops', float('nan'))),
+          float(cost.get('bytes accessed', float('nan'))))
 
 
 def _machine() -> str:
@@ -95,7 +100,7 @@ def _machine() -> str:
 
 
 def _our_step(model, args, bsz, rng):
-  """Compiled forward and training step of our UNet, with their FLOPs and compile time."""
+  """Compiled forward and training step of our UNet, their costs and the compile time."""
   n = args['image_size']
   x = jax.random.normal(rng, (bsz, n, n, args['in_channels']))
   t = jnp.arange(bsz, dtype=jnp.int32) * 97 % 1000
@@ -133,7 +138,7 @@ def _our_step(model, args, bsz, rng):
     state['params'], state['opt'], loss = step(state['params'], state['opt'], state['key'])
     return loss
 
-  return one_fwd, one_step, count, compile_s, _flops(fwd), _flops(step)
+  return one_fwd, one_step, count, compile_s, _cost(fwd), _cost(step)
 
 
 def main(argv):
@@ -148,14 +153,15 @@ def main(argv):
         f'UNet.impl={_IMPL.value}; XLA_FLAGS={os.environ.get("XLA_FLAGS", "")!r} '
         f'(cpu_defaults: {cpu_defaults.status}){theirs_info}; {time.strftime("%Y-%m-%d")}')
   print('| setting | params | batch | fwd s | train s/step | train img/s | compile s | '
-        'fwd / train GFLOP | fraction of peak (train) | authors fwd / step s | '
+        'fwd / train GFLOP | train GB accessed | fraction of peak (train) | authors fwd / step s | '
         'ours / authors: fwd | ours / authors: step (range) |')
-  print('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|')
+  print('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|')
   for name in _SETTINGS.value:
     args, batches = SETTINGS[name]
     model = unet.UNet(**args, impl=_IMPL.value)
     for bsz in batches:
-      fwd, step, count, compile_s, f_fwd, f_step = _our_step(model, args, bsz, jax.random.key(0))
+      fwd, step, count, compile_s, (f_fwd, _), (f_step, b_step) = _our_step(
+          model, args, bsz, jax.random.key(0))
       theirs = (authors_step.build_authors_step(_AUTHORS_SRC.value, args, bsz)
                 if _AUTHORS_SRC.value else None)
       fwd()
@@ -182,6 +188,7 @@ def main(argv):
         ratio_step = f'{np.median(r_step):.2f} ({r_step.min():.2f}-{r_step.max():.2f})'
       print(f'| {name} | {count / 1e6:.1f}M | {bsz} | {fwd_s:.3f} | {step_s:.3f} | '
             f'{bsz / step_s:.1f} | {compile_s:.0f} | {f_fwd / 1e9:.1f} / {f_step / 1e9:.1f} | '
+            f'{b_step / 1e9:.1f} | '
             f'{f_step / step_s / peak:.0%} | {authors} | {ratio_fwd} | {ratio_step} |', flush=True)
       del fwd, step, theirs
 
