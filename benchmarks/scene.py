@@ -275,6 +275,31 @@ def _condition_fns(settings):
   return mesh_fn, from_meshes_fn
 
 
+def _smooth_condition_s(mesh_fn, from_meshes_fn, settings) -> float:
+  """The same condition (views 0-25 into camera 26) on a ground-truth scene: smooth depth.
+
+  A procedural synthetic_rgbd scene at 128 px seen from the authors' 3x9 cameras (the scene
+  benchmarks/render.py draws), its depth re-encoded with the sampler's near/far.
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  from ivid_jax.data import synthetic_rgbd  # pylint: disable=g-import-not-at-top
+  from ivid_jax.geometry import depth as depth_lib  # pylint: disable=g-import-not-at-top
+  cfg = synthetic_rgbd.SyntheticRgbdConfig(name='r128', resolution=128, num_train=1,
+                                           num_test=1, batch_size=1)
+  data = synthetic_rgbd.generate(cfg, 'test', 3, 1)
+  d = depth_lib.linearize_depth(jnp.asarray(data['depth'][0, :NUM_VIEWS, ..., 0]),
+                                depth_lib.TRAIN_NEAR, depth_lib.TRAIN_FAR)
+  z = depth_lib.project_depth(d, settings.near, settings.far)
+  views = jnp.concatenate([jnp.asarray(data['rgb'][0, :NUM_VIEWS] / 255.0, jnp.float32),
+                           z[..., None]], -1)
+  mvs = jnp.asarray(data['modelview'][0, :NUM_VIEWS], jnp.float32)
+  valid = jnp.arange(NUM_VIEWS) < NUM_VIEWS - 1
+  meshes = jax.block_until_ready(jax.jit(mesh_fn)(views, mvs))
+  raster = jax.jit(from_meshes_fn).lower(meshes, views, mvs, valid, mvs[-1]).compile()
+  return _median_seconds(lambda: raster(meshes, views, mvs, valid, mvs[-1]))
+
+
 def _analyse(work: str, out: str) -> dict:
   """The condition at view 26 (seconds) and the cost analysis of one step of each part."""
   import jax  # pylint: disable=g-import-not-at-top
@@ -300,6 +325,7 @@ def _analyse(work: str, out: str) -> dict:
   res['condition_s'] = res['mesh_s'] + res['raster_s']
   fl = [_cost(one), _cost(raster)]
   res['condition'] = (fl[0][0] + fl[1][0], fl[0][1] + fl[1][1])
+  res['smooth_condition_s'] = _smooth_condition_s(mesh_fn, from_meshes_fn, settings)
   models = os.path.join(work, 'models')
   nets = sampler.load_networks(os.path.join(models, 'uncond.msgpack'),
                                os.path.join(models, 'cond.msgpack'), guidance=GUIDANCE)
@@ -379,6 +405,8 @@ def main(argv):
              f'view {analysis["mesh_s"]:.2f} s)' if 'mesh_s' in analysis else '')
     print(f'condition at view 26 (views 0-25 into camera 26, timed in this process): '
           f'{analysis["condition_s"]:.2f} s{parts} = {share}{target}')
+    print(f'the same condition on a ground-truth synthetic_rgbd scene (smooth depth, the 3x9 '
+          f'cameras): {analysis["smooth_condition_s"]:.2f} s')
     s = first['steps']
     parts = (('G_u guided forward (batch 1, 2 passes)', analysis['uncond'], s),
              ('G_c guided forward (batch 1, 2 passes)', analysis['cond'], s * (NUM_VIEWS - 1)),
