@@ -146,7 +146,7 @@ def test_view_by_view_with_progress_is_the_one_program_chain(tiny_model_files):
                                      settings=settings, progress=True))
   whole = next(sampler.generate(nets, [0, 1], viewset='3x9', batch_size=2, settings=settings))
   assert seen == list(range(27))
-  steps = [fn for key, fn in sampler._COMPILED.items() if key[0] == 'steps']  # pylint: disable=protected-access
+  steps = [fn for key, fn in sampler._COMPILED.items() if key[0] == '_compiled_steps']  # pylint: disable=protected-access
   assert len(steps) == 1 and steps[0][1]._cache_size() == 1  # one step program, 26 views
   np.testing.assert_array_equal(stepwise.views, whole.views)
   for a, b in zip(stepwise.conditions, whole.conditions):

@@ -266,11 +266,19 @@ def _keys(data):
   return jax.random.wrap_key_data(data['key_data'])
 
 
+def _built_once(build):
+  """Memoises a builder of jitted programs on its arguments (one layout: one build)."""
+  def cached(*layout):
+    key = (build.__name__,) + layout
+    if key not in _COMPILED:
+      _COMPILED[key] = build(*layout)
+    return _COMPILED[key]
+  return cached
+
+
+@_built_once
 def _compiled_chain(mesh, uncond_fn, cond_fn, data_keys, image_size, settings):
-  """The jitted chain of one layout, built once: eps_fns (cached by make_eps_fn) are static."""
-  cache_key = ('chain', mesh, uncond_fn, cond_fn, data_keys, image_size, settings)
-  if cache_key in _COMPILED:
-    return _COMPILED[cache_key]
+  """The jitted chain of one layout: eps_fns (cached by make_eps_fn) are static."""
 
   def local(weights, data):
     nets = _networks(weights, uncond_fn, cond_fn)
@@ -282,16 +290,12 @@ def _compiled_chain(mesh, uncond_fn, cond_fn, data_keys, image_size, settings):
     # Every device runs its own scenes end to end; the weights are replicated.
     local = jax.shard_map(local, mesh=mesh, in_specs=(P(), P('data')), out_specs=P('data'),
                           check_vma=False)
-  fn = jax.jit(local)
-  _COMPILED[cache_key] = fn
-  return fn
+  return jax.jit(local)
 
 
+@_built_once
 def _compiled_steps(mesh, uncond_fn, cond_fn, data_keys, image_size, settings):
   """(start, step) of one layout, jitted once each: `chain.start` and `chain.step`."""
-  cache_key = ('steps', mesh, uncond_fn, cond_fn, data_keys, image_size, settings)
-  if cache_key in _COMPILED:
-    return _COMPILED[cache_key]
 
   def start(weights, data):
     nets = _networks(weights, uncond_fn, cond_fn)
@@ -311,9 +315,7 @@ def _compiled_steps(mesh, uncond_fn, cond_fn, data_keys, image_size, settings):
     step = jax.shard_map(step, mesh=mesh, in_specs=(P(), P('data'), state_spec, P()),
                          out_specs=(state_spec, P('data')), check_vma=False)
   # The state is replaced by every step: its buffers (the views' meshes) are reused.
-  fns = jax.jit(start), jax.jit(step, donate_argnums=2)
-  _COMPILED[cache_key] = fns
-  return fns
+  return jax.jit(start), jax.jit(step, donate_argnums=2)
 
 
 def effective_batch_size(batch_size: int) -> int:
