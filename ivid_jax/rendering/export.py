@@ -18,7 +18,6 @@ binary, from `imageio-ffmpeg` (pip install 'ivid-jax[video]') or the PATH.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import struct
 import subprocess
@@ -255,20 +254,13 @@ def write_mp4(path: str, frames: np.ndarray, fps: float = 30.0) -> str | None:
     return None
   frames = np.ascontiguousarray(frames, np.uint8)
   _, h, w, _ = frames.shape
-  folder = os.path.dirname(os.path.abspath(path))
-  os.makedirs(folder, exist_ok=True)
-  tmp = os.path.join(folder, f'.{os.path.basename(path)}.partial.mp4')
-  cmd = [exe, '-y', '-loglevel', 'error', '-f', 'rawvideo', '-pix_fmt', 'rgb24', '-s', f'{w}x{h}',
-         '-r', str(fps), '-i', '-', '-c:v', 'libx264', '-pix_fmt', 'yuv420p', '-crf', '18',
-         '-movflags', '+faststart', tmp]
-  try:
+  with atomic.atomic_path(path, suffix='.mp4') as tmp:  # ffmpeg reads the format from '.mp4'
+    cmd = [exe, '-y', '-loglevel', 'error', '-f', 'rawvideo', '-pix_fmt', 'rgb24', '-s', f'{w}x{h}',
+           '-r', str(fps), '-i', '-', '-c:v', 'libx264', '-pix_fmt', 'yuv420p', '-crf', '18',
+           '-movflags', '+faststart', tmp]
     proc = subprocess.run(cmd, input=frames.tobytes(), capture_output=True, check=False)
     if proc.returncode != 0:
       raise RuntimeError(f'{path}: ffmpeg failed: {proc.stderr.decode(errors="replace")[-500:]}')
-    os.replace(tmp, path)
-  finally:
-    if os.path.exists(tmp):
-      os.remove(tmp)
   return path
 
 

@@ -21,6 +21,8 @@ import numpy as np
 from absl import logging
 from PIL import Image
 
+from ivid_jax import atomic
+
 WRITERS = ('auto', 'clu', 'basic')
 
 
@@ -66,11 +68,7 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
 
 def save_png(path: str, image: np.ndarray) -> str:
   """Writes an [H, W, 3] image atomically (temporary file, then rename)."""
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  tmp = f'{path}.tmp{os.getpid()}'
-  Image.fromarray(to_uint8(image)).save(tmp, format='PNG')
-  os.replace(tmp, path)
-  return path
+  return atomic.write_atomic(path, lambda f: Image.fromarray(to_uint8(image)).save(f, format='PNG'))
 
 
 class BasicWriter:
