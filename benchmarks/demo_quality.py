@@ -47,6 +47,7 @@ import numpy as np
 from absl import app
 from absl import flags
 
+from ivid_jax import images
 from ivid_jax.data import synthetic
 from ivid_jax.demos import scenes as demo
 from ivid_jax.diffusion import gaussian
@@ -156,7 +157,7 @@ def _oracle_scenes(settings, truth):
                       views[None, 0], image_size=views.shape[1], settings=settings)
     v = np.asarray(got.views[0])  # stored as the generated scenes are (scene_io)
     depth = np.asarray(depth_lib.linearize_depth(v[..., 3], settings.near, settings.far))
-    out.append(scenes_lib.Scene(scene_io.to_uint8(v[..., :3]), depth, scene.modelview,
+    out.append(scenes_lib.Scene(images.to_uint8(v[..., :3], 'truncate'), depth, scene.modelview,
                                 name=f'oracle {scene.name}'))
   return out
 

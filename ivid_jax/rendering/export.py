@@ -30,6 +30,7 @@ from absl import logging
 from PIL import Image
 
 from ivid_jax import atomic
+from ivid_jax import images
 from ivid_jax.geometry import cameras
 from ivid_jax.geometry import depth as depth_lib
 from ivid_jax.geometry import mesh as mesh_lib
@@ -111,7 +112,7 @@ def fuse(scene: scene_io.Scene, *, atol: float = 0.03, rtol: float = 0.03) -> Fu
   used[all_faces.reshape(-1)] = True
   used |= keep.reshape(-1)
   index = np.cumsum(used) - 1
-  colors = scene_io.to_uint8(scene.views[..., :3]).reshape(-1, 3)
+  colors = images.to_uint8(scene.views[..., :3], 'truncate').reshape(-1, 3)
   return FusedMesh(
       positions=np.asarray(meshes.positions).reshape(-1, 3)[used].astype(np.float32),
       normals=np.asarray(meshes.normals).reshape(-1, 3)[used].astype(np.float32),
@@ -272,5 +273,5 @@ def depth_frames(depth: np.ndarray) -> np.ndarray:
   """
   z = np.asarray(depth_lib.project_depth(np.asarray(depth)[..., 0], depth_lib.TRAIN_NEAR,
                                          depth_lib.TRAIN_FAR))
-  return scene_io.to_uint8(scene_io.colorize_depth(z))
+  return images.to_uint8(images.colorize_depth(z), 'truncate')
 
