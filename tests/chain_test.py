@@ -58,7 +58,7 @@ def test_one_trace_and_one_compilation_for_every_view_and_batch(nets, runs):
   _, _, traces = nets
   # 26 conditional views and 4 calls: the denoiser was traced once per network.
   assert len(traces['cond']) == 1 and len(traces['uncond']) == 1
-  assert chain._chain_jit._cache_size() == 1  # pylint: disable=protected-access
+  assert chain._chain_jit._cache_size() == 1
   assert runs['a'].views.shape == (2, 27, 16, 16, 4)
   assert runs['a'].conditions.mask.shape == (2, 26, 16, 16, 1)
 
@@ -187,20 +187,20 @@ def test_the_chain_clips_x0_and_erodes_the_condition_as_its_settings_say():
   view0 = jnp.concatenate([ramp, z], -1)
   settings = chain.Settings(steps_cond=2, near=depth_lib.TRAIN_NEAR, far=depth_lib.TRAIN_FAR,
                             clip_denoised=True, erode_rgb=1)
-  meshes = chain._meshes(view0[None], mvs[:1], settings)  # pylint: disable=protected-access
-  cond = chain._condition(meshes, view0[None, ..., :3], mvs[:1], jnp.ones(1, bool), mvs[1],  # pylint: disable=protected-access
-                          settings, 'jnp')
+  meshes = chain._meshes(view0[None], mvs[:1], settings)
+  cond = chain.view_condition(meshes, view0[None, ..., :3], mvs[:1], jnp.ones(1, bool), mvs[1],
+                              settings, 'jnp')
   # Radius 1 keeps most of the colour (measured 101 of 138 pixels; radius 3, the authors'
   # 128 px constant, keeps 11 here).
   assert float(cond.mask_rgb.sum()) > 0.6 * float(cond.mask.sum()) > 0
   net = chain.Network(_overshooting_eps, None, _SCHEDULE)
-  view = jax.jit(lambda c, k: chain._next_view(net, k, None, c, 1, settings))(  # pylint: disable=protected-access
+  view = jax.jit(lambda c, k: chain.next_view(net, k, None, c, 1, settings))(
       cond, jax.random.key(0))
   # The last DDIM step returns x_0 unedited in RGB: 3, clipped to 1 (3 when not clipped).
   np.testing.assert_allclose(np.asarray(view[..., :3]), 1.0, atol=1e-5)
   # Full replacement on the last step too: the shown colour is the condition's own.
   full = settings._replace(replace_rgb=1.0, replace_rgb_last=True)
-  view = jax.jit(lambda c, k: chain._next_view(net, k, None, c, 1, full))(  # pylint: disable=protected-access
+  view = jax.jit(lambda c, k: chain.next_view(net, k, None, c, 1, full))(
       cond, jax.random.key(0))
   shown = np.asarray(cond.mask_rgb[..., 0]) > 0.5
   rgb = np.asarray(view[0, ..., :3]) / 2 + 0.5
@@ -217,9 +217,9 @@ def _linear_eps(aux, key, x_t, t):
 def test_view_0_is_drawn_with_the_settings_ddim_eta():
   net = chain.Network(_linear_eps, None, _SCHEDULE)
   key = jax.random.key(3)
-  first = jax.jit(lambda k, eta: chain._first_view(net, k, None, (1, 8, 8, 4), 10, False, eta))  # pylint: disable=protected-access
+  first = jax.jit(lambda k, eta: chain._first_view(net, k, None, (1, 8, 8, 4), 10, False, eta))
   deterministic, stochastic = first(key, 0.0), first(key, 1.0)
-  x_T, k = chain._view_noise(jax.random.fold_in(key, 0), (1, 8, 8, 4))  # pylint: disable=protected-access
+  x_T, k = chain._view_noise(jax.random.fold_in(key, 0), (1, 8, 8, 4))
   for eta, got in ((0.0, deterministic), (1.0, stochastic)):
     want = samplers.ddim_sample(_linear_eps, None, k, x_T, _SCHEDULE, steps=10, eta=eta)
     np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-5, atol=1e-6)
