@@ -58,7 +58,7 @@ def test_one_trace_and_one_compilation_for_every_view_and_batch(nets, runs):
   _, _, traces = nets
   # 26 conditional views and 4 calls: the denoiser was traced once per network.
   assert len(traces['cond']) == 1 and len(traces['uncond']) == 1
-  assert chain._chain_jit._cache_size() == 1
+  assert chain._chain_jit._cache_size() == 1  # pylint: disable=protected-access
   assert runs['a'].views.shape == (2, 27, 16, 16, 4)
   assert runs['a'].conditions.mask.shape == (2, 26, 16, 16, 1)
 
@@ -187,7 +187,7 @@ def test_the_chain_clips_x0_and_erodes_the_condition_as_its_settings_say():
   view0 = jnp.concatenate([ramp, z], -1)
   settings = chain.Settings(steps_cond=2, near=depth_lib.TRAIN_NEAR, far=depth_lib.TRAIN_FAR,
                             clip_denoised=True, erode_rgb=1)
-  meshes = chain._meshes(view0[None], mvs[:1], settings)
+  meshes = chain._meshes(view0[None], mvs[:1], settings)  # pylint: disable=protected-access
   cond = chain.view_condition(meshes, view0[None, ..., :3], mvs[:1], jnp.ones(1, bool), mvs[1],
                               settings, 'jnp')
   # Radius 1 keeps most of the colour (measured 101 of 138 pixels; radius 3, the authors'
@@ -217,9 +217,9 @@ def _linear_eps(aux, key, x_t, t):
 def test_view_0_is_drawn_with_the_settings_ddim_eta():
   net = chain.Network(_linear_eps, None, _SCHEDULE)
   key = jax.random.key(3)
-  first = jax.jit(lambda k, eta: chain._first_view(net, k, None, (1, 8, 8, 4), 10, False, eta))
+  first = jax.jit(lambda k, eta: chain._first_view(net, k, None, (1, 8, 8, 4), 10, False, eta))  # pylint: disable=protected-access
   deterministic, stochastic = first(key, 0.0), first(key, 1.0)
-  x_T, k = chain._view_noise(jax.random.fold_in(key, 0), (1, 8, 8, 4))
+  x_T, k = chain._view_noise(jax.random.fold_in(key, 0), (1, 8, 8, 4))  # pylint: disable=protected-access
   for eta, got in ((0.0, deterministic), (1.0, stochastic)):
     want = samplers.ddim_sample(_linear_eps, None, k, x_T, _SCHEDULE, steps=10, eta=eta)
     np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-5, atol=1e-6)
