@@ -10,7 +10,6 @@ pass. It drives their code as their WarpDataset does: one SimpleRenderer(3 x 128
 padding = image size and their near/far (0.5 / 100).
 """
 
-import os
 import sys
 import time
 

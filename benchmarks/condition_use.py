@@ -1,4 +1,4 @@
-"""How much a conditional network uses its condition: two tables.
+"""Does a conditional network use its condition? One table: its x_0 error with and without it.
 
   python benchmarks/condition_use.py [--cond=FILE] [--num=32] [--t=200,500,800,950]
 
@@ -7,14 +7,9 @@ test scenes at the network's resolution, solid textures, the config's on-device
 forward-backward warp with the trainer's per-example cameras and keys), noises
 each target to step t, and asks the network (default: the shipped synthetic G_c)
 for x_0 with its condition as given, without the colour (mask_rgb := 0), without
-the depth (mask := 0), and without either. Table 1: the RMS error of that x_0 in
+the depth (mask := 0), and without either. The table: the RMS error of that x_0 in
 [-1, 1] units, RGB on the pixels whose colour the condition shows and depth on
 those whose depth it shows. A network that uses its condition errs less with it.
-
-Table 2: the RMS of the first convolution's weights per input channel
-(`guidance.inpaint_inputs` order: x_t's four, then mask_rgb, the condition's
-colour and depth, mask). The authors fine-tune G_c from G_u with the six new
-channels' weights set to zero, so their growth shows the condition being learned.
 """
 
 from __future__ import annotations
@@ -43,9 +38,6 @@ from ivid_jax.models import model_file
 _COND = flags.DEFINE_string('cond', None, 'Conditional model file (default: shipped).')
 _NUM = flags.DEFINE_integer('num', 32, 'Training pairs (test-split scenes 0..num-1).')
 _T = flags.DEFINE_list('t', ['200', '500', '800', '950'], 'Diffusion steps to probe.')
-
-_CHANNELS = ('x_t R', 'x_t G', 'x_t B', 'x_t z', 'mask_rgb', 'cond R', 'cond G', 'cond B',
-             'cond z', 'mask')
 
 
 def main(argv):
@@ -89,9 +81,6 @@ def main(argv):
       row.append(float(jnp.sqrt((err[..., 3:] * mask).sum() / mask.sum())))
     rows.append(row)
 
-  kernel = np.asarray(params['input_blocks_0_0']['kernel'])  # [3, 3, 10, C]
-  rms = np.sqrt((kernel ** 2).mean(axis=(0, 1, 3)))
-
   print(f'# condition use: {os.path.basename(path)} (step {mf.meta.get("step", "?")}), {n} '
         f'training pairs of synthetic_rgbd test view 0 at {size} px; the condition shows the '
         f'colour of {float(mask_rgb.mean()):.0%} and the depth of {float(mask.mean()):.0%} of '
@@ -100,9 +89,6 @@ def main(argv):
   print(report.markdown_table(
       ['t'] + [f'RGB x_0 RMS error, {v}' for v in names]
       + [f'depth x_0 RMS error, {v}' for v in names], rows))
-  print()
-  print(report.markdown_table(['first-convolution weights RMS'] + list(_CHANNELS),
-                              [['G_c'] + [float(r) for r in rms]]))
 
 
 if __name__ == '__main__':

@@ -1,4 +1,4 @@
-"""The quality the demo must show (issue 12, section 3), for given model files: one table.
+"""Does the demo reach its quality targets? For given model files: one table.
 
   python benchmarks/demo_quality.py [--uncond=FILE --cond=FILE] [--num_scenes=10]
       [--measure=inpaint,reprojection,oracle,demo] [--ssaa=N --erode_rgb=N --far=D]
@@ -47,6 +47,7 @@ import numpy as np
 from absl import app
 from absl import flags
 
+from ivid_jax import images
 from ivid_jax.data import synthetic
 from ivid_jax.demos import scenes as demo
 from ivid_jax.diffusion import gaussian
@@ -94,7 +95,7 @@ def _inpaint(nets, settings, truth):
     keys = jax.random.split(key, cond.color.shape[0])
     classes = None if nets.num_classes is None else jnp.full((1,), label, jnp.int32)
     # The chain's own step for a further view (the view index only enters its keys).
-    step = lambda k, c: chain._next_view(  # pylint: disable=protected-access
+    step = lambda k, c: chain.next_view(
         net, k, classes, c, jnp.int32(1), settings)[0]
     return jax.vmap(step)(keys, cond) / 2.0 + 0.5
 
@@ -104,7 +105,7 @@ def _inpaint(nets, settings, truth):
     fn = lambda c, k, label=label: sample(nets.cond.params, nets.cond.schedule, c, k, label)
     per_scene.append(ground_truth.score_synthetic_split(
         fn, scenes=[scene], seed=1000 + i,
-        aggregate_fn=functools.partial(chain._condition, s=settings)))  # pylint: disable=protected-access
+        aggregate_fn=functools.partial(chain.view_condition, s=settings)))
   mean = lambda who, key: float(np.nanmean([s[who][key] for s in per_scene]))
   return {who: {k: mean(who, k) for k in per_scene[0][who]} for who in ('model', 'telea')}
 
@@ -156,7 +157,7 @@ def _oracle_scenes(settings, truth):
                       views[None, 0], image_size=views.shape[1], settings=settings)
     v = np.asarray(got.views[0])  # stored as the generated scenes are (scene_io)
     depth = np.asarray(depth_lib.linearize_depth(v[..., 3], settings.near, settings.far))
-    out.append(scenes_lib.Scene(scene_io.to_uint8(v[..., :3]), depth, scene.modelview,
+    out.append(scenes_lib.Scene(images.to_uint8(v[..., :3], 'truncate'), depth, scene.modelview,
                                 name=f'oracle {scene.name}'))
   return out
 

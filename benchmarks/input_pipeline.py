@@ -24,6 +24,7 @@ from absl import app
 from absl import flags
 from PIL import Image
 
+from ivid_jax import images
 from ivid_jax.data import conditional
 from ivid_jax.data import pipeline
 
@@ -69,8 +70,10 @@ def _loader(source, conditional_: bool):
 
 def _tile(rows: list[np.ndarray]) -> np.ndarray:
   """Rows of [N, H, W, 1 or 3] float images in [0, 1] -> one uint8 [rows H, N W, 3] picture."""
-  rows = [np.concatenate(list(np.broadcast_to(r, r.shape[:3] + (3,))), axis=1) for r in rows]
-  return (np.clip(np.concatenate(rows, axis=0), 0, 1) * 255).round().astype(np.uint8)
+  n = len(rows[0])
+  tiles = np.concatenate([np.broadcast_to(r, r.shape[:3] + (3,)) for r in rows])
+  index = [list(range(i * n, (i + 1) * n)) for i in range(len(rows))]
+  return images.to_uint8(images.grid(tiles, index, padding=0, border=False), 'nearest')
 
 
 def write_picture(pair: dict[str, np.ndarray], path: str, n: int) -> None:

@@ -27,7 +27,6 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app
 from absl import flags
-from PIL import Image
 
 from ivid_jax.data import preprocess
 from ivid_jax.data import synthetic_rgbd
@@ -38,6 +37,7 @@ from ivid_jax.diffusion import schedules
 from ivid_jax.evaluation import report
 from ivid_jax.models import model_file
 from ivid_jax.training import previews
+from ivid_jax.training import reporting
 
 _UNCOND = flags.DEFINE_string('uncond', None, 'Unconditional model file (default: shipped).')
 _NUM = flags.DEFINE_integer('num', 16, 'Samples per sampler.')
@@ -111,7 +111,7 @@ def main(argv):
       rgb, depth = previews.to_images(images * 2.0 - 1.0)
       lines += [list(rgb), list(depth)]
     picture = previews.tile(lines)
-    Image.fromarray(np.round(np.clip(picture, 0, 1) * 255).astype(np.uint8)).save(_OUT.value)
+    reporting.save_png(_OUT.value, picture)  # 8 bits rounded to nearest
     print(f'\nwrote {_OUT.value}: rows of RGB and depth per sampler, in the table\'s order')
 
 

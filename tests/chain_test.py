@@ -188,19 +188,19 @@ def test_the_chain_clips_x0_and_erodes_the_condition_as_its_settings_say():
   settings = chain.Settings(steps_cond=2, near=depth_lib.TRAIN_NEAR, far=depth_lib.TRAIN_FAR,
                             clip_denoised=True, erode_rgb=1)
   meshes = chain._meshes(view0[None], mvs[:1], settings)  # pylint: disable=protected-access
-  cond = chain._condition(meshes, view0[None, ..., :3], mvs[:1], jnp.ones(1, bool), mvs[1],  # pylint: disable=protected-access
-                          settings, 'jnp')
+  cond = chain.view_condition(meshes, view0[None, ..., :3], mvs[:1], jnp.ones(1, bool), mvs[1],
+                              settings, 'jnp')
   # Radius 1 keeps most of the colour (measured 101 of 138 pixels; radius 3, the authors'
   # 128 px constant, keeps 11 here).
   assert float(cond.mask_rgb.sum()) > 0.6 * float(cond.mask.sum()) > 0
   net = chain.Network(_overshooting_eps, None, _SCHEDULE)
-  view = jax.jit(lambda c, k: chain._next_view(net, k, None, c, 1, settings))(  # pylint: disable=protected-access
+  view = jax.jit(lambda c, k: chain.next_view(net, k, None, c, 1, settings))(
       cond, jax.random.key(0))
   # The last DDIM step returns x_0 unedited in RGB: 3, clipped to 1 (3 when not clipped).
   np.testing.assert_allclose(np.asarray(view[..., :3]), 1.0, atol=1e-5)
   # Full replacement on the last step too: the shown colour is the condition's own.
   full = settings._replace(replace_rgb=1.0, replace_rgb_last=True)
-  view = jax.jit(lambda c, k: chain._next_view(net, k, None, c, 1, full))(  # pylint: disable=protected-access
+  view = jax.jit(lambda c, k: chain.next_view(net, k, None, c, 1, full))(
       cond, jax.random.key(0))
   shown = np.asarray(cond.mask_rgb[..., 0]) > 0.5
   rgb = np.asarray(view[0, ..., :3]) / 2 + 0.5

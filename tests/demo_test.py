@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from ivid_jax import images
 from ivid_jax.data import synthetic
 from ivid_jax.demos import scenes
 from ivid_jax.evaluation import ground_truth
@@ -86,7 +87,7 @@ def test_quick_demo_writes_grids_videos_meshes_and_reports(quick_runs):
 def _tiles(path, display, n, scale):
   """The tiles of a grid PNG of n px views enlarged `scale` times, 2 px apart, by index."""
   image = np.asarray(Image.open(path))
-  p, m = scene_io.GRID_PADDING, n * scale
+  p, m = images.GRID_PADDING, n * scale
   assert image.shape[:2] == (p + len(display) * (m + p), p + max(map(len, display)) * (m + p))
   return {k: image[p + i * (m + p):p + i * (m + p) + m, p + j * (m + p):p + j * (m + p) + m]
           for i, row in enumerate(display) for j, k in enumerate(row)}
@@ -110,7 +111,7 @@ def test_the_orbit_scene_goes_around_in_the_3x9_batch(quick_runs):
   arrays = scene_io.read_arrays(orbit.scene)
   tiles = _tiles(orbit.grid_rgb, stored.display, n, s)
   for k in range(v):
-    np.testing.assert_array_equal(tiles[k], scenes.enlarge(arrays.color[k], s))
+    np.testing.assert_array_equal(tiles[k], scenes.enlarge(arrays.rgb[k], s))
   assert len(_tiles(orbit.grid_depth, stored.display, n, s)) == v
   # Its turntable: every frame of a full turn, colour | depth, enlarged like the others.
   assert orbit.gif.endswith(f'{orbit.name}_turntable.gif')
@@ -142,21 +143,22 @@ def test_an_orbit_of_another_size_runs_its_own_chain_and_zero_turns_it_off(
   videos = {os.path.splitext(f)[0] for f in os.listdir(tmp_path / 'off' / 'videos')}
   assert videos == {f.name for f in off.scenes + [off.image_to_3d.files]}
   # The 3x9 scene is the same with or without the orbit scene beside it.
-  np.testing.assert_array_equal(scene_io.read_arrays(off.scenes[0].scene).color,
-                                scene_io.read_arrays(five.scenes[0].scene).color)
+  np.testing.assert_array_equal(scene_io.read_arrays(off.scenes[0].scene).rgb,
+                                scene_io.read_arrays(five.scenes[0].scene).rgb)
 
 
 def test_enlarge_grid_draws_every_pixel_as_a_block_and_keeps_the_separators():
   rng = np.random.default_rng(0)
   tiles = rng.integers(0, 256, (5, 3, 3, 3), np.uint8)
   rows = [(0, 1, 2), (3, 4, -1)]
-  small = scene_io.to_uint8(scene_io.grid(tiles / 255.0, rows, fill=1.0))
+  small = images.to_uint8(images.grid(tiles / 255.0, rows, fill=1.0), 'truncate')
   big = scenes.enlarge_grid(small, 3, 4)
-  p = scene_io.GRID_PADDING
+  p = images.GRID_PADDING
   assert big.shape == (p + 2 * (12 + p), p + 3 * (12 + p), 3)
   # It is the grid of the enlarged tiles (separators p px): each pixel a 4 x 4 block of itself.
   np.testing.assert_array_equal(
-      big, scene_io.to_uint8(scene_io.grid(scenes.enlarge(tiles, 4) / 255.0, rows, fill=1.0)))
+      big, images.to_uint8(images.grid(scenes.enlarge(tiles, 4) / 255.0, rows, fill=1.0),
+                           'truncate'))
   block = big[p + 4:p + 8, p + 12 + p + 8:p + 12 + p + 12]  # tile 1, source pixel (1, 2)
   assert (block == small[p + 1, p + 3 + p + 2]).all()
   np.testing.assert_array_equal(scenes.enlarge_grid(small, 3, 1), small)
@@ -225,7 +227,7 @@ def test_a_seed_gives_the_same_scenes_and_scores(quick_runs):
   for x, y in ((a.scenes[0], b.scenes[0]), (a.image_to_3d.files, b.image_to_3d.files),
                (a.orbit, b.orbit)):
     sx, sy = scene_io.read_arrays(x.scene), scene_io.read_arrays(y.scene)
-    np.testing.assert_array_equal(sx.color, sy.color)
+    np.testing.assert_array_equal(sx.rgb, sy.rgb)
     np.testing.assert_array_equal(sx.depth, sy.depth)
     np.testing.assert_equal(x.metrics, y.metrics)  # NaN (undefined PSNR) equals NaN here
   np.testing.assert_equal(a.image_to_3d.scores, b.image_to_3d.scores)
@@ -273,13 +275,13 @@ def test_side_by_side_puts_true_views_left_and_generated_right():
   gen = np.ones((v, n, n, 4), np.float32)
   true[..., 3] = gen[..., 3] = 0.5
   out = scenes.side_by_side(true, gen, [(2, 0, 1)])
-  p = scene_io.GRID_PADDING
+  p = images.GRID_PADDING
   tile = lambda row, col: out[p + row * (n + p):p + row * (n + p) + n,
                               p + col * (n + p):p + col * (n + p) + n]
   assert out.shape == (p + 2 * (n + p), p + 7 * (n + p), 3)
   assert (tile(0, 0) == 0).all() and (tile(0, 4) == 1).all()  # true black | generated white
   assert (tile(0, 3) == 1).all()  # the gap column
-  np.testing.assert_allclose(tile(1, 0), scene_io.colorize_depth(np.full((n, n), 0.5)))
+  np.testing.assert_allclose(tile(1, 0), images.colorize_depth(np.full((n, n), 0.5)))
 
 
 def test_scores_of_the_true_views_are_perfect():

@@ -58,12 +58,18 @@ def test_clu_writer_writes_tensorboard_events(tmp_path):
   assert isinstance(progress, periodic_actions.ReportProgress)
 
 
-def test_depth_colours_run_from_bright_near_to_dark_far():
-  z = np.linspace(-1, 1, 5, dtype=np.float32)[None, :].repeat(2, 0)  # near .. far
-  rgb = previews.colourise_depth(z)
-  np.testing.assert_allclose(rgb[0, 0], [253 / 255, 231 / 255, 37 / 255], atol=1e-6)
-  np.testing.assert_allclose(rgb[0, -1], [68 / 255, 1 / 255, 84 / 255], atol=1e-6)
-  np.testing.assert_allclose(rgb[0, 2], [33 / 255, 145 / 255, 140 / 255], atol=1e-6)
+def test_preview_depth_is_stretched_per_image_and_runs_from_bright_near_to_dark_far():
+  # Depth in [-1, 1] of the model, and a second image in a narrower range: both stretch to
+  # the whole map. Expected: matplotlib's inferno table at 255 (near), 128 and 0 (far), within
+  # the polynomial fit's 8/255.
+  z = np.linspace(-1, 1, 5, dtype=np.float32)[None, None, :].repeat(2, 1)  # near .. far
+  x = np.zeros((2, 2, 5, 4), np.float32)
+  x[0, ..., 3], x[1, ..., 3] = z[0], 0.1 * z[0] + 0.3
+  _, rgb = previews.to_images(x)
+  for i in range(2):
+    np.testing.assert_allclose(rgb[i, 0, 0], [0.988362, 0.998364, 0.644924], atol=8.5 / 255)
+    np.testing.assert_allclose(rgb[i, 0, 2], [0.735683, 0.215906, 0.330245], atol=8.5 / 255)
+    np.testing.assert_allclose(rgb[i, 0, -1], [0.001462, 0.000466, 0.013866], atol=8.5 / 255)
 
 
 def test_cond_grid_shows_condition_sample_target_with_magenta_holes():

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from ivid_jax import images
 from ivid_jax.geometry import cameras
 from ivid_jax.geometry import depth as depth_lib
 from ivid_jax.sampling import aggregate
@@ -61,7 +62,7 @@ def test_the_authors_scene_files_are_read_without_pyglm(tmp_path, monkeypatch):
   data = []
   for i in range(3):  # as the authors' save_scene builds each entry
     png = io.BytesIO()
-    Image.fromarray(scene_io.to_uint8(scene.views[i, ..., :3])).save(png, format='PNG')
+    Image.fromarray(images.to_uint8(scene.views[i, ..., :3], 'truncate')).save(png, format='PNG')
     packed = np.frombuffer(lin[i][..., None].astype(np.float32).tobytes(), np.uint8)
     depth_png = io.BytesIO()
     Image.fromarray(packed.reshape(8, 8, 4)).save(depth_png, format='PNG')
@@ -86,17 +87,6 @@ def test_foreign_pickles_are_refused(tmp_path):
     scene_io.read_scene(str(tmp_path / 'nope.npz'))
 
 
-def test_inferno_matches_matplotlib_and_near_is_bright():
-  # matplotlib's _inferno_data entries 0, 51, 128 and 255; the polynomial fit is within
-  # 8/255 of the table (its largest error, in blue near t = 0.2).
-  table = {0: (0.001462, 0.000466, 0.013866), 51: (0.258234, 0.038571, 0.406485),
-           128: (0.735683, 0.215906, 0.330245), 255: (0.988362, 0.998364, 0.644924)}
-  for i, rgb in table.items():
-    np.testing.assert_allclose(scene_io.inferno(i / 255), rgb, atol=8.5 / 255)
-  near, far = scene_io.colorize_depth(np.array([0.0, 1.0]))
-  assert near.sum() > 2.0 and far.sum() < 0.05
-
-
 def test_3x9_outputs_follow_the_authors_layout(tmp_path):
   from ivid_jax.sampling import viewsets  # pylint: disable=g-import-not-at-top
   scene = _scene(display=viewsets.make('3x9', num_scenes=1).display)
@@ -112,7 +102,8 @@ def test_3x9_outputs_follow_the_authors_layout(tmp_path):
   grid = np.asarray(Image.open(tmp_path / 'grids/rgb_class002_seed00003.png'))
   assert grid.shape == (2 + 3 * 10, 2 + 9 * 10, 3)  # 8 px tiles, 2 px apart
   # Row 2, column 5 of the authors' grid is view 0 (yaw 0, pitch 0).
-  np.testing.assert_array_equal(grid[12:20, 42:50], scene_io.to_uint8(scene.views[0, ..., :3]))
+  np.testing.assert_array_equal(grid[12:20, 42:50],
+                                images.to_uint8(scene.views[0, ..., :3], 'truncate'))
   cond = np.asarray(Image.open(tmp_path / 'conds/rgb_cond_class002_seed00003.png'))
   assert cond[12:20, 42:50].max() == 0 and cond[2:10, 2:10].min() == 127  # view 0: blank
 
@@ -121,7 +112,8 @@ def test_random_and_uncond_outputs_go_to_results(tmp_path):
   paths = scene_io.make_dirs(str(tmp_path))
   scene_io.write_outputs(paths, _scene(num_views=2, viewset='random', label=-1))
   result = np.asarray(Image.open(tmp_path / 'results/rgb_seed00003.png'))
-  np.testing.assert_array_equal(result, scene_io.to_uint8(_scene(num_views=2).views[1, ..., :3]))
+  np.testing.assert_array_equal(
+      result, images.to_uint8(_scene(num_views=2).views[1, ..., :3], 'truncate'))
   scene_io.write_outputs(paths, _scene(num_views=1, viewset='uncond', seed=4))
   assert os.path.exists(tmp_path / 'results/rgb_class002_seed00004.png')
   assert scene_io.list_scenes(str(tmp_path))[0].endswith('scene_class002_seed00004.npz')

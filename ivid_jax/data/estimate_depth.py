@@ -33,7 +33,7 @@ so datasets of mixed sizes (ImageNet) run mostly one by one and single-size data
 batched.
 
 Resuming: an output that exists and is a complete fp16 2-D `arr_0` (of the image's size, for a
-folder) is skipped. Files are written to `<name>.npz.partial` and renamed atomically, so a killed
+folder) is skipped. Files are written to a hidden `.<name>.npz.*.partial` and renamed atomically, so a killed
 run never leaves a truncated `.npz` behind; a corrupt one is recomputed.
 
 TFDS input (`tfds.data_source(name, split, data_dir)`, array_record, no TensorFlow): examples
@@ -58,6 +58,7 @@ import numpy as np
 from PIL import Image
 import tqdm
 
+from ivid_jax import atomic
 from ivid_jax.data import preprocess
 from ivid_jax.data.errors import BadExampleError
 from ivid_jax.data.errors import SkipLog
@@ -242,12 +243,8 @@ def to_stored(disparity: np.ndarray, depth_scale: str, name: str = '') -> np.nda
 
 def write_depth_npz(path: str | os.PathLike, disparity: np.ndarray) -> None:
   """Writes the authors' format (np.savez of one fp16 array -> `arr_0`) atomically."""
-  path = os.fspath(path)
-  os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
-  partial = path + '.partial'
-  with open(partial, 'wb') as f:  # a file object: np.savez would append '.npz' to a name
-    np.savez(f, np.asarray(disparity, np.float16))
-  os.replace(partial, path)
+  # A file object: np.savez would append '.npz' to a name.
+  atomic.write_atomic(path, lambda f: np.savez(f, np.asarray(disparity, np.float16)))
 
 
 def is_finished(path: str | os.PathLike, shape: tuple[int, int] | None = None) -> bool:

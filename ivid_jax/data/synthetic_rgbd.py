@@ -36,6 +36,7 @@ import tensorflow_datasets as tfds
 
 import ivid_jax
 
+from ivid_jax import images
 from ivid_jax.data import synthetic
 
 SPLITS = ('train', 'test')
@@ -92,7 +93,7 @@ def generate(config: SyntheticRgbdConfig, split: str, start: int, num: int) -> d
   rgb = np.asarray(out.rgb)
   v = synthetic.NUM_VIEWS
   return {
-      'rgb': np.round(np.clip(rgb, 0.0, 1.0) * 255.0).astype(np.uint8),
+      'rgb': images.to_uint8(rgb, 'nearest'),
       'depth': np.asarray(out.zbuffer, np.float32),
       'modelview': np.broadcast_to(np.asarray(modelview, np.float32), (num, v, 4, 4)),
       'yaw': np.broadcast_to(np.asarray(yaw, np.float32), (num, v)),

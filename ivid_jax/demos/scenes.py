@@ -55,6 +55,7 @@ import numpy as np
 import tqdm
 from PIL import Image
 
+from ivid_jax import images
 from ivid_jax.data import synthetic
 from ivid_jax.evaluation import consistency
 from ivid_jax.evaluation import ground_truth
@@ -384,8 +385,8 @@ def enlarge(images: np.ndarray, scale: int) -> np.ndarray:
 
 
 def enlarge_grid(image: np.ndarray, tile: int, scale: int,
-                 padding: int = scene_io.GRID_PADDING) -> np.ndarray:
-  """A `scene_io.grid` picture [H, W, C] of `tile` px tiles with every tile `scale` times larger.
+                 padding: int = images.GRID_PADDING) -> np.ndarray:
+  """An `images.grid` picture [H, W, C] of `tile` px tiles with every tile `scale` times larger.
 
   Nearest neighbour (each pixel becomes a scale x scale block of itself); the separators
   keep their `padding` px, so they stay thin lines between the larger tiles.
@@ -461,11 +462,11 @@ def side_by_side(true_views: np.ndarray, views: np.ndarray,
   """
   v = len(views)
   tiles = np.concatenate([true_views[..., :3], views[..., :3],
-                          scene_io.colorize_depth(true_views[..., 3]),
-                          scene_io.colorize_depth(views[..., 3])])
+                          images.colorize_depth(true_views[..., 3]),
+                          images.colorize_depth(views[..., 3])])
   rows = [list(r) + [-1] + [k + v for k in r] for r in display]
   rows += [[k + 2 * v if k >= 0 else -1 for k in r] for r in rows]
-  return scene_io.grid(np.clip(tiles, 0.0, 1.0), rows, fill=1.0)
+  return images.grid(np.clip(tiles, 0.0, 1.0), rows, fill=1.0)
 
 
 def score_against_truth(views: np.ndarray, conditions, truth: scenes_lib.Scene
@@ -521,7 +522,7 @@ def _image_to_3d(scene: scene_io.Scene, conds, out_dir: str, given: np.ndarray,
     grid = side_by_side(ground_truth.sampler_views(truth), scene.views, scene.display)
     grid_path = scene_io.write_png(
         os.path.join(folder, f'side_by_side_{files.name}.png'),
-        enlarge_grid(scene_io.to_uint8(grid), scene.views.shape[1], grid_scale))
+        enlarge_grid(images.to_uint8(grid, 'truncate'), scene.views.shape[1], grid_scale))
     scores = score_against_truth(scene.views, conds, truth)
   return ImageTo3D(files=files, source=source, side_by_side=grid_path,
                    view0_max_abs=float(np.abs(scene.views[0] - given).max()), scores=scores)

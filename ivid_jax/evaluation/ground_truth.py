@@ -32,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import Array
 
+from ivid_jax import images
 from ivid_jax.evaluation import consistency
 from ivid_jax.evaluation import scenes as scenes_lib
 from ivid_jax.geometry import depth as depth_lib
@@ -153,7 +154,7 @@ def telea_inpaint(condition: dict[str, np.ndarray], radius: int = TELEA_RADIUS) 
   hole_z = ~np.asarray(condition['mask'], bool)[..., 0]
   out = []
   for c, d, hr, hz in zip(color, z, hole_rgb, hole_z):
-    c8 = np.clip(np.round(c * 255), 0, 255).astype(np.uint8)
+    c8 = images.to_uint8(c, 'nearest')
     c8 = cv2.inpaint(c8, hr.astype(np.uint8), radius, cv2.INPAINT_TELEA)
     # Depth goes through 16 bits: OpenCV 5.0's Telea returns garbage for float32 input
     # (alternating values far outside the border's range), while 16-bit works.

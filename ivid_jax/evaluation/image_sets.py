@@ -33,6 +33,7 @@ import jax
 import numpy as np
 from PIL import Image
 
+from ivid_jax import atomic
 from ivid_jax.data.errors import BadExampleError
 from ivid_jax.data.errors import SkipLog
 from ivid_jax.evaluation import inception
@@ -217,10 +218,8 @@ def load_cache(path: str, digest: str) -> tuple[np.ndarray, metrics.FidStatistic
 
 def save_cache(path: str, pool: np.ndarray, stats: metrics.FidStatistics, meta: dict) -> None:
   """Writes the cache atomically (a killed run leaves no partial file under the final name)."""
-  os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
-  tmp = f'{path}.partial.npz'
-  np.savez(tmp, pool=pool, mu=stats.mu, sigma=stats.sigma, meta=np.array(json.dumps(meta)))
-  os.replace(tmp, path)
+  atomic.write_atomic(path, lambda f: np.savez(f, pool=pool, mu=stats.mu, sigma=stats.sigma,
+                                               meta=np.array(json.dumps(meta))))
 
 
 def real_features(variables: inception.Variables, *, folder: str | None = None,

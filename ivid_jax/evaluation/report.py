@@ -8,12 +8,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-
-def _atomic_write(path: str, text: str) -> None:
-  tmp = f'{path}.partial'
-  with open(tmp, 'w', encoding='utf-8') as f:
-    f.write(text)
-  os.replace(tmp, path)
+from ivid_jax import atomic
 
 
 def _clean(value: Any) -> Any:
@@ -49,6 +44,6 @@ def write(out_dir: str, name: str, result: dict, markdown: str) -> tuple[str, st
   os.makedirs(out_dir, exist_ok=True)
   json_path = os.path.join(out_dir, f'{name}.json')
   md_path = os.path.join(out_dir, f'{name}.md')
-  _atomic_write(json_path, json.dumps(_clean(result), indent=2, sort_keys=True) + '\n')
-  _atomic_write(md_path, markdown)
+  atomic.write_text_atomic(json_path, json.dumps(_clean(result), indent=2, sort_keys=True) + '\n')
+  atomic.write_text_atomic(md_path, markdown)
   return json_path, md_path

@@ -1,8 +1,8 @@
 """Scenes as the 3D metrics see them: RGB, linear depth and cameras per view.
 
 The files are the sampler's scene files (`ivid_jax.sampling.scene_io`, one
-format, which also reads the authors' `scene_*.npz`); this module only turns
-their arrays into the metrics' `Scene` and checks them. A folder of scenes is
+format, which also reads the authors' `scene_*.npz`); this module only checks
+their arrays (`scene_io.SceneArrays`) for the metrics. A folder of scenes is
 read in file-name order (`<DIR>/scenes/*.npz` when DIR is a sampler output
 folder, else `<DIR>/*.npz`). Errors name the file and the problem.
 """
@@ -10,31 +10,16 @@ folder, else `<DIR>/*.npz`). Errors name the file and the problem.
 from __future__ import annotations
 
 import os
-from typing import Any, Iterator, NamedTuple
+from typing import Any, Iterator
 
 import numpy as np
 
-from ivid_jax import atomic
 from ivid_jax.sampling import scene_io
 
-DEFAULT_FOV = 45.0
-
-
-class Scene(NamedTuple):
-  """Views of one scene.
-
-  Attributes:
-    rgb: uint8 [V, S, S, 3].
-    depth: float32 [V, S, S] linear depth D > 0.
-    modelview: float32 [V, 4, 4] world-to-camera, OpenGL axes.
-    fov: field of view, degrees.
-    name: where it came from (the file), for reports.
-  """
-  rgb: np.ndarray
-  depth: np.ndarray
-  modelview: np.ndarray
-  fov: float = DEFAULT_FOV
-  name: str = ''
+# The metrics' scene is the scene file's arrays (uint8 rgb, linear depth, modelview, fov,
+# name): one type for one format, defined beside the format.
+Scene = scene_io.SceneArrays
+DEFAULT_FOV = scene_io.DEFAULT_FOV
 
 
 def check_scene(scene: Scene, source: str = 'scene') -> Scene:
@@ -64,18 +49,13 @@ def write_scene(path: str | os.PathLike, scene: Scene, **extra: Any) -> str:
   """Writes a scene file (scene_io's format), atomically; extra fields (label, seed) ride along."""
   path = os.fspath(path)
   scene = check_scene(scene, path)
-  arrays = dict(color=scene.rgb, depth=scene.depth, modelview=scene.modelview,
-                fov=np.float32(scene.fov), **{k: np.asarray(v) for k, v in extra.items()})
-  return atomic.write_atomic(path, lambda f: np.savez_compressed(f, **arrays))
+  return scene_io.write_arrays(path, scene._replace(meta={**scene.meta, **extra}))
 
 
 def read_scene(path: str | os.PathLike) -> Scene:
   """One scene file, ours or the authors'; ValueError naming the file and the problem."""
   path = os.fspath(path)
-  arrays = scene_io.read_arrays(path)
-  scene = Scene(arrays.color, arrays.depth, arrays.modelview, arrays.fov,
-                os.path.basename(path))
-  return check_scene(scene, path)
+  return check_scene(scene_io.read_arrays(path), path)
 
 
 def scene_files(folder: str | os.PathLike) -> list[str]:

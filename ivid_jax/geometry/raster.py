@@ -40,7 +40,6 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-import jax
 import jax.numpy as jnp
 from jax import Array
 from jax import lax
@@ -99,9 +98,18 @@ class _Setup(NamedTuple):
   big: Array     # bool: handled by the span expansion
 
 
-def _setup(clip: Array, faces: Array, height: int, width: int, near: float,
-           window: int, cull_back: Array | None = None) -> _Setup:
-  """Triangle setup for faces [B, T, 3] of vertices clip [B, V, 4]."""
+class _Corners(NamedTuple):
+  """A face's three corners, each a list of 3 arrays [B*T] (corner k of every face)."""
+  hx: list[Array]    # homogeneous window x: (x_clip + w) * width / 2
+  hy: list[Array]    # homogeneous window y, downwards: (w - y_clip) * height / 2
+  hw: list[Array]    # clip w (camera-space depth)
+  px: list[Array]    # screen x = hx / w (1.0 for w where the vertex is not usable)
+  py: list[Array]    # screen y
+  ok: list[Array]    # bool: finite and in front of the near plane
+
+
+def _corners(clip: Array, faces: Array, height: int, width: int, near: float) -> _Corners:
+  """Window coordinates of every face's corners, from vertices clip [B, V, 4]."""
   bsz, num_verts = clip.shape[0], clip.shape[1]
   # Per-vertex work first, then cheap 1-D gathers per corner (row gathers of
   # [T, 3, 4] blocks are several times slower on CPU).
@@ -113,28 +121,76 @@ def _setup(clip: Array, faces: Array, height: int, width: int, near: float,
   px_v, py_v = hx_v / safe_v, hy_v / safe_v
   flat_ids = (faces + (jnp.arange(bsz, dtype=jnp.int32) * num_verts)[:, None, None]).reshape(-1, 3)
   corner = lambda v: [v.reshape(-1)[flat_ids[:, k]] for k in range(3)]
-  hx, hy, hw, px, py, ok = map(corner, (hx_v, hy_v, hw_v, px_v, py_v, ok_v))
-  ids = faces.reshape(-1, 3)
-  finite = jnp.isfinite(hx[0] + hx[1] + hx[2] + hy[0] + hy[1] + hy[2] + hw[0] + hw[1] + hw[2])
-  # Screen-space mode needs every vertex in front of the near plane.
-  screen = ok[0] & ok[1] & ok[2]
+  return _Corners(*map(corner, (hx_v, hy_v, hw_v, px_v, py_v, ok_v)))
 
+
+def _edge_functions(v: _Corners, ids: Array, screen: Array) -> tuple[list[Array], ...]:
+  """Edge k (opposite corner k) as (a, b, c, ox, oy), each a list of 3 arrays [B*T].
+
+  Screen mode: 2D edges from the lower-index vertex (exactly opposite values on a shared
+  edge: watertight). Otherwise homogeneous edges n = h_i x h_j (Olano and Greer 1997).
+  """
   a, b, c, ox, oy = [], [], [], [], []
   for k in range(3):
     i, j = (k + 1) % 3, (k + 2) % 3
     swap = ids[:, i] > ids[:, j]
     sgn = jnp.where(swap, -1.0, 1.0)
-    lo_x, hi_x = jnp.where(swap, px[j], px[i]), jnp.where(swap, px[i], px[j])
-    lo_y, hi_y = jnp.where(swap, py[j], py[i]), jnp.where(swap, py[i], py[j])
+    lo_x, hi_x = jnp.where(swap, v.px[j], v.px[i]), jnp.where(swap, v.px[i], v.px[j])
+    lo_y, hi_y = jnp.where(swap, v.py[j], v.py[i]), jnp.where(swap, v.py[i], v.py[j])
     # Homogeneous edge: n = h_i x h_j, E(p) = n . (p_x, p_y, 1).
-    nx = hy[i] * hw[j] - hw[i] * hy[j]
-    ny = hw[i] * hx[j] - hx[i] * hw[j]
-    nz = hx[i] * hy[j] - hy[i] * hx[j]
+    nx = v.hy[i] * v.hw[j] - v.hw[i] * v.hy[j]
+    ny = v.hw[i] * v.hx[j] - v.hx[i] * v.hw[j]
+    nz = v.hx[i] * v.hy[j] - v.hy[i] * v.hx[j]
     a.append(jnp.where(screen, -sgn * (hi_y - lo_y), nx))
     b.append(jnp.where(screen, sgn * (hi_x - lo_x), ny))
     c.append(jnp.where(screen, 0.0, nz))
     ox.append(jnp.where(screen, lo_x, 0.0))
     oy.append(jnp.where(screen, lo_y, 0.0))
+  return a, b, c, ox, oy
+
+
+def _bounding_box(v: _Corners, near: float) -> tuple[Array, Array, Array, Array, Array]:
+  """(xmin, xmax, ymin, ymax, any point) of each face's visible part, in screen pixels.
+
+  The projected vertices, or for faces crossing the near plane the polygon left after
+  clipping (kept vertices and edge/near-plane crossings).
+  """
+  big_num = 1e30
+  xmin = ymin = jnp.full_like(v.hw[0], big_num)
+  xmax = ymax = jnp.full_like(v.hw[0], -big_num)
+  any_pt = jnp.zeros(v.hw[0].shape, bool)
+  hx, hy, hw = v.hx, v.hy, v.hw
+  for k in range(3):
+    xmin = jnp.where(v.ok[k], jnp.minimum(xmin, v.px[k]), xmin)
+    xmax = jnp.where(v.ok[k], jnp.maximum(xmax, v.px[k]), xmax)
+    ymin = jnp.where(v.ok[k], jnp.minimum(ymin, v.py[k]), ymin)
+    ymax = jnp.where(v.ok[k], jnp.maximum(ymax, v.py[k]), ymax)
+    i, j = k, (k + 1) % 3
+    crosses = (hw[i] - near) * (hw[j] - near) < 0
+    t = jnp.where(crosses, (near - hw[i]) / jnp.where(crosses, hw[j] - hw[i], 1.0), 0.0)
+    cx = (hx[i] + t * (hx[j] - hx[i])) / near
+    cy = (hy[i] + t * (hy[j] - hy[i])) / near
+    xmin = jnp.where(crosses, jnp.minimum(xmin, cx), xmin)
+    xmax = jnp.where(crosses, jnp.maximum(xmax, cx), xmax)
+    ymin = jnp.where(crosses, jnp.minimum(ymin, cy), ymin)
+    ymax = jnp.where(crosses, jnp.maximum(ymax, cy), ymax)
+    any_pt |= v.ok[k] | crosses
+  return xmin, xmax, ymin, ymax, any_pt
+
+
+def _setup(clip: Array, faces: Array, height: int, width: int, near: float,
+           window: int, cull_back: Array | None = None) -> _Setup:
+  """Triangle setup for faces [B, T, 3] of vertices clip [B, V, 4]."""
+  v = _corners(clip, faces, height, width, near)
+  hx, hy, hw, px, py = v.hx, v.hy, v.hw, v.px, v.py
+  ids = faces.reshape(-1, 3)
+  finite = jnp.isfinite(hx[0] + hx[1] + hx[2] + hy[0] + hy[1] + hy[2] + hw[0] + hw[1] + hw[2])
+  # Screen-space mode needs every vertex in front of the near plane.
+  screen = v.ok[0] & v.ok[1] & v.ok[2]
+  a, b, c, ox, oy = _edge_functions(v, ids, screen)
+
+  # Orientation s (the sign of the edge functions inside), the fill rule's ties, and the
+  # disparity plane.
   area2 = (px[1] - px[0]) * (py[2] - py[0]) - (py[1] - py[0]) * (px[2] - px[0])
   det = hx[0] * (hy[1] * hw[2] - hw[1] * hy[2]) - hy[0] * (hx[1] * hw[2] - hw[1] * hx[2]) \
       + hw[0] * (hx[1] * hy[2] - hy[1] * hx[2])
@@ -153,28 +209,7 @@ def _setup(clip: Array, faces: Array, height: int, width: int, near: float,
   qb = sum(b[k] * r[k] for k in range(3)) * inv_den
   qc = sum((c[k] - a[k] * ox[k] - b[k] * oy[k]) * r[k] for k in range(3)) * inv_den
 
-  # Bounding box: the projected vertices, or for faces crossing the near plane
-  # the polygon left after clipping (kept vertices and edge/near-plane crossings).
-  big_num = 1e30
-  xmin = ymin = jnp.full_like(s, big_num)
-  xmax = ymax = jnp.full_like(s, -big_num)
-  any_pt = jnp.zeros(s.shape, bool)
-  for k in range(3):
-    xmin = jnp.where(ok[k], jnp.minimum(xmin, px[k]), xmin)
-    xmax = jnp.where(ok[k], jnp.maximum(xmax, px[k]), xmax)
-    ymin = jnp.where(ok[k], jnp.minimum(ymin, py[k]), ymin)
-    ymax = jnp.where(ok[k], jnp.maximum(ymax, py[k]), ymax)
-    i, j = k, (k + 1) % 3
-    crosses = (hw[i] - near) * (hw[j] - near) < 0
-    t = jnp.where(crosses, (near - hw[i]) / jnp.where(crosses, hw[j] - hw[i], 1.0), 0.0)
-    cx = (hx[i] + t * (hx[j] - hx[i])) / near
-    cy = (hy[i] + t * (hy[j] - hy[i])) / near
-    xmin = jnp.where(crosses, jnp.minimum(xmin, cx), xmin)
-    xmax = jnp.where(crosses, jnp.maximum(xmax, cx), xmax)
-    ymin = jnp.where(crosses, jnp.minimum(ymin, cy), ymin)
-    ymax = jnp.where(crosses, jnp.maximum(ymax, cy), ymax)
-    any_pt |= ok[k] | crosses
-
+  xmin, xmax, ymin, ymax, any_pt = _bounding_box(v, near)
   # Candidate samples: centres inside the box, clipped to the screen. The
   # clip comes before the integer cast so huge off-screen boxes cannot overflow.
   x0 = jnp.clip(jnp.ceil(xmin - 0.5 - _SPAN_EPS), 0.0, float(width))
@@ -197,9 +232,10 @@ def _setup(clip: Array, faces: Array, height: int, width: int, near: float,
   big = drawable & ~small
   as_int = lambda v: v.astype(jnp.int32)
   setup = _Setup(a=jnp.stack(a), b=jnp.stack(b), c=jnp.stack(c), ox=jnp.stack(ox),
-                oy=jnp.stack(oy), tie=jnp.stack(tie), r=jnp.stack(r), w=jnp.stack(hw), qa=qa, qb=qb, qc=qc, s=s,
-                x0=as_int(x0), x1=as_int(x1), y0=as_int(y0), y1=as_int(y1),
-                span=as_int(jnp.where(big, span, 0.0)), small=small, big=big)
+                 oy=jnp.stack(oy), tie=jnp.stack(tie), r=jnp.stack(r), w=jnp.stack(hw),
+                 qa=qa, qb=qb, qc=qc, s=s,
+                 x0=as_int(x0), x1=as_int(x1), y0=as_int(y0), y1=as_int(y1),
+                 span=as_int(jnp.where(big, span, 0.0)), small=small, big=big)
   # Materialise the per-face data: otherwise XLA fuses the whole setup into
   # every per-sample consumer and recomputes it for each of the samples.
   return fusion_barrier.materialize(setup)
@@ -262,69 +298,45 @@ def _pack_key(disparity, face_local, q_hi, scale, levels, id_bits):
   return (q.astype(jnp.uint32) << id_bits) | face_local.astype(jnp.uint32)
 
 
-def rasterize(clip: Array, faces: Array, *, height: int, width: int, near: float,
-              far: float, cull_back: Array | None = None, window: int = 4,
-              chunk: int | None = None, resolve: bool = True) -> Fragments:
-  """Rasterises a batch of triangle meshes with a z-buffer.
+class _Keys(NamedTuple):
+  """What packing a fragment's visibility key needs (`_key_params`), per face [B*T]."""
+  id_bits: int
+  levels: float
+  q_hi: Array           # [B]
+  scale: Array          # [B]
+  batch_of_face: Array  # int32 [B*T]
+  local_face: Array     # int32 [B*T]: the face's index within its image
 
-  Args:
-    clip: float32 [B, V, 4] clip-space vertex positions (projection @ modelview
-      @ position), OpenGL convention.
-    faces: int32 [B, T, 3] vertex indices per face.
-    height, width: output size in samples (static).
-    near, far: the projection's clip planes; fragments outside are dropped.
-    cull_back: optional bool [B, T]: these faces are discarded where they face
-      away from the camera (they neither draw nor occlude).
-    window: side of the fixed candidate window for small faces (static).
-    chunk: work items per iteration of the large-face loop (static); default
-      scales with the output size.
-    resolve: also compute barycentrics, depth and facing (static). False
-      returns only `face` (the others None), for callers that resolve the
-      fragments of their own meshes more cheaply (`resolve_fragments`).
 
-  Returns:
-    Fragments of shape [B, height, width].
-  """
-  if clip.ndim != 3 or clip.shape[-1] != 4:
-    raise ValueError(f'clip must be [B, V, 4], got {clip.shape}')
-  if faces.ndim != 3 or faces.shape[-1] != 3 or faces.shape[0] != clip.shape[0]:
-    raise ValueError(f'faces must be [B, T, 3] matching clip {clip.shape}, got {faces.shape}')
-  bsz, num_faces = faces.shape[0], faces.shape[1]
-  clip = clip.astype(jnp.float32)
-  faces = faces.astype(jnp.int32)
-  setup = _setup(clip, faces, height, width, near, window, cull_back)
-  id_bits, levels, q_hi, scale = _key_params(clip, near, far, num_faces)
-  n_pix = bsz * height * width
-  batch_of_face = jnp.repeat(jnp.arange(bsz, dtype=jnp.int32), num_faces)
-  local_face = jnp.tile(jnp.arange(num_faces, dtype=jnp.int32), bsz)
-
-  # Small faces: a fixed window of candidate samples, no gathers.
+def _draw_small_faces(setup: _Setup, keys: _Keys, zbuf: Array, *, height: int, width: int,
+                      near: float, far: float, window: int) -> Array:
+  """Scatter-min of the small faces' fragments into zbuf: a fixed window, no gathers."""
   k = jnp.arange(window, dtype=jnp.int32)
   col = setup.x0[:, None, None] + k[None, None, :]
   row = setup.y0[:, None, None] + k[None, :, None]
   bcast = lambda v: v[:, None, None]
   inside, disp = _candidate(setup, col + 0.5, row + 0.5, near, far, take=bcast)
   inside &= bcast(setup.small) & (col <= bcast(setup.x1)) & (row <= bcast(setup.y1))
-  key = _pack_key(disp, bcast(local_face), bcast(q_hi[batch_of_face]),
-                  bcast(scale[batch_of_face]), levels, id_bits)
+  key = _pack_key(disp, bcast(keys.local_face), bcast(keys.q_hi[keys.batch_of_face]),
+                  bcast(keys.scale[keys.batch_of_face]), keys.levels, keys.id_bits)
   key = jnp.where(inside, key, _EMPTY)
   # Addresses do not depend on coverage (misses carry the no-op key instead),
   # so XLA computes them without re-running the edge tests.
-  pix = (bcast(batch_of_face) * height + jnp.clip(row, 0, height - 1)) * width \
+  pix = (bcast(keys.batch_of_face) * height + jnp.clip(row, 0, height - 1)) * width \
       + jnp.clip(col, 0, width - 1)
-  zbuf = jnp.full((n_pix,), _EMPTY, jnp.uint32).at[pix.reshape(-1)].min(
-      key.reshape(-1), mode='promise_in_bounds')
+  return zbuf.at[pix.reshape(-1)].min(key.reshape(-1), mode='promise_in_bounds')
 
-  # Large faces: (face, row, column) work items in chunks, as long as needed.
+
+def _draw_big_faces(setup: _Setup, keys: _Keys, zbuf: Array, *, height: int, width: int,
+                    near: float, far: float, chunk: int) -> Array:
+  """Scatter-min of the large faces' fragments: (face, row, column) work items in chunks."""
   rows = jnp.where(setup.big, setup.y1 - setup.y0 + 1, 0)
   work = rows * setup.span
   ends = jnp.cumsum(work)
   starts = ends - work
   total = ends[-1]
-  if chunk is None:
-    chunk = max(4096, n_pix // 4)
   n_chunks = (total + chunk - 1) // chunk
-  face_ids = jnp.arange(bsz * num_faces, dtype=jnp.int32)
+  face_ids = jnp.arange(work.shape[0], dtype=jnp.int32)
 
   def body(state):
     c, prev, zbuf = state
@@ -358,17 +370,24 @@ def rasterize(clip: Array, faces: Array, *, height: int, width: int, near: float
     valid = (slot < total) & (f >= 0) & (x <= take(setup.x1))
     inside, disp = _candidate(setup, x.astype(jnp.float32) + 0.5, yc, near, far, take=take)
     inside &= valid
-    bf = batch_of_face[fc]
-    key = _pack_key(disp, local_face[fc], q_hi[bf], scale[bf], levels, id_bits)
+    bf = keys.batch_of_face[fc]
+    key = _pack_key(disp, keys.local_face[fc], keys.q_hi[bf], keys.scale[bf], keys.levels,
+                    keys.id_bits)
     pix = (bf * height + jnp.clip(y, 0, height - 1)) * width + jnp.clip(x, 0, width - 1)
     zbuf = zbuf.at[pix].min(jnp.where(inside, key, _EMPTY), mode='promise_in_bounds')
     return c + 1, f[-1], zbuf
 
   _, _, zbuf = lax.while_loop(lambda st: st[0] < n_chunks, body,
                               (jnp.int32(0), jnp.int32(-1), zbuf))
+  return zbuf
 
-  # Resolve: recompute the winning face's barycentrics and depth per sample.
-  zbuf = zbuf.reshape(bsz, height, width)
+
+def _resolve(setup: _Setup, zbuf: Array, id_bits: int, *, far: float,
+             resolve: bool) -> Fragments:
+  """Fragments from the z-buffer zbuf uint32 [B, H, W]: the winning face per sample, and
+  (resolve=True) its perspective-correct barycentrics, depth and facing, recomputed."""
+  bsz, height, width = zbuf.shape
+  num_faces = setup.s.shape[0] // bsz
   covered = zbuf != _EMPTY
   face_local = jnp.where(covered, (zbuf & jnp.uint32(2 ** id_bits - 1)).astype(jnp.int32), 0)
   if not resolve:
@@ -385,6 +404,50 @@ def rasterize(clip: Array, faces: Array, *, height: int, width: int, near: float
       depth=jnp.where(covered, depth, far),
       front=covered & (take(setup.s) < 0),
   )
+
+
+def rasterize(clip: Array, faces: Array, *, height: int, width: int, near: float,
+              far: float, cull_back: Array | None = None, window: int = 4,
+              chunk: int | None = None, resolve: bool = True) -> Fragments:
+  """Rasterises a batch of triangle meshes with a z-buffer.
+
+  Args:
+    clip: float32 [B, V, 4] clip-space vertex positions (projection @ modelview
+      @ position), OpenGL convention.
+    faces: int32 [B, T, 3] vertex indices per face.
+    height, width: output size in samples (static).
+    near, far: the projection's clip planes; fragments outside are dropped.
+    cull_back: optional bool [B, T]: these faces are discarded where they face
+      away from the camera (they neither draw nor occlude).
+    window: side of the fixed candidate window for small faces (static).
+    chunk: work items per iteration of the large-face loop (static); default
+      scales with the output size.
+    resolve: also compute barycentrics, depth and facing (static). False
+      returns only `face` (the others None), for callers that resolve the
+      fragments of their own meshes more cheaply (`resolve_fragments`).
+
+  Returns:
+    Fragments of shape [B, height, width].
+  """
+  if clip.ndim != 3 or clip.shape[-1] != 4:
+    raise ValueError(f'clip must be [B, V, 4], got {clip.shape}')
+  if faces.ndim != 3 or faces.shape[-1] != 3 or faces.shape[0] != clip.shape[0]:
+    raise ValueError(f'faces must be [B, T, 3] matching clip {clip.shape}, got {faces.shape}')
+  bsz, num_faces = faces.shape[0], faces.shape[1]
+  clip = clip.astype(jnp.float32)
+  faces = faces.astype(jnp.int32)
+  setup = _setup(clip, faces, height, width, near, window, cull_back)
+  keys = _Keys(*_key_params(clip, near, far, num_faces),
+               batch_of_face=jnp.repeat(jnp.arange(bsz, dtype=jnp.int32), num_faces),
+               local_face=jnp.tile(jnp.arange(num_faces, dtype=jnp.int32), bsz))
+  n_pix = bsz * height * width
+  zbuf = jnp.full((n_pix,), _EMPTY, jnp.uint32)
+  zbuf = _draw_small_faces(setup, keys, zbuf, height=height, width=width, near=near, far=far,
+                           window=window)
+  zbuf = _draw_big_faces(setup, keys, zbuf, height=height, width=width, near=near, far=far,
+                         chunk=max(4096, n_pix // 4) if chunk is None else chunk)
+  return _resolve(setup, zbuf.reshape(bsz, height, width), keys.id_bits, far=far,
+                  resolve=resolve)
 
 
 def resolve_fragments(clip: Array, faces: Array, face: Array, *, far: float,

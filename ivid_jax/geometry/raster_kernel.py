@@ -32,7 +32,6 @@ import os
 import platform
 import shlex
 import subprocess
-import tempfile
 import threading
 
 import jax
@@ -40,6 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import Array
 
+from ivid_jax import atomic
 from ivid_jax import cache
 from ivid_jax.geometry import cameras
 
@@ -108,22 +108,15 @@ def _cpu_id() -> str:
 
 def _compile(cmd_prefix: list[str], include: str, path: str) -> None:
   """Compiles the kernel to `path` (atomically) or raises KernelUnavailable."""
-  cache = os.path.dirname(path)
   # Compile to a temporary name and rename: concurrent builders (pytest workers) never
   # load a half-written library.
-  fd, tmp = tempfile.mkstemp(suffix='.so', dir=cache)
-  os.close(fd)
-  cmd = cmd_prefix + ['-I', include, _SOURCE, '-o', tmp]
-  try:
+  with atomic.atomic_path(path, suffix='.so') as tmp:
+    cmd = cmd_prefix + ['-I', include, _SOURCE, '-o', tmp]
     result = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=600)
     if result.returncode != 0:
       errors = [l for l in result.stderr.splitlines() if 'error' in l] or [result.stderr[-2000:]]
       raise KernelUnavailable(f'compiling {_SOURCE} failed ({shlex.join(cmd)}):\n'
                               + '\n'.join(errors[:10]))
-    os.replace(tmp, path)
-  finally:
-    if os.path.exists(tmp):
-      os.remove(tmp)
 
 
 def _load() -> None:

@@ -18,7 +18,6 @@ binary, from `imageio-ffmpeg` (pip install 'ivid-jax[video]') or the PATH.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import struct
 import subprocess
@@ -31,6 +30,7 @@ from absl import logging
 from PIL import Image
 
 from ivid_jax import atomic
+from ivid_jax import images
 from ivid_jax.geometry import cameras
 from ivid_jax.geometry import depth as depth_lib
 from ivid_jax.geometry import mesh as mesh_lib
@@ -112,7 +112,7 @@ def fuse(scene: scene_io.Scene, *, atol: float = 0.03, rtol: float = 0.03) -> Fu
   used[all_faces.reshape(-1)] = True
   used |= keep.reshape(-1)
   index = np.cumsum(used) - 1
-  colors = scene_io.to_uint8(scene.views[..., :3]).reshape(-1, 3)
+  colors = images.to_uint8(scene.views[..., :3], 'truncate').reshape(-1, 3)
   return FusedMesh(
       positions=np.asarray(meshes.positions).reshape(-1, 3)[used].astype(np.float32),
       normals=np.asarray(meshes.normals).reshape(-1, 3)[used].astype(np.float32),
@@ -255,20 +255,13 @@ def write_mp4(path: str, frames: np.ndarray, fps: float = 30.0) -> str | None:
     return None
   frames = np.ascontiguousarray(frames, np.uint8)
   _, h, w, _ = frames.shape
-  folder = os.path.dirname(os.path.abspath(path))
-  os.makedirs(folder, exist_ok=True)
-  tmp = os.path.join(folder, f'.{os.path.basename(path)}.partial.mp4')
-  cmd = [exe, '-y', '-loglevel', 'error', '-f', 'rawvideo', '-pix_fmt', 'rgb24', '-s', f'{w}x{h}',
-         '-r', str(fps), '-i', '-', '-c:v', 'libx264', '-pix_fmt', 'yuv420p', '-crf', '18',
-         '-movflags', '+faststart', tmp]
-  try:
+  with atomic.atomic_path(path, suffix='.mp4') as tmp:  # ffmpeg reads the format from '.mp4'
+    cmd = [exe, '-y', '-loglevel', 'error', '-f', 'rawvideo', '-pix_fmt', 'rgb24', '-s', f'{w}x{h}',
+           '-r', str(fps), '-i', '-', '-c:v', 'libx264', '-pix_fmt', 'yuv420p', '-crf', '18',
+           '-movflags', '+faststart', tmp]
     proc = subprocess.run(cmd, input=frames.tobytes(), capture_output=True, check=False)
     if proc.returncode != 0:
       raise RuntimeError(f'{path}: ffmpeg failed: {proc.stderr.decode(errors="replace")[-500:]}')
-    os.replace(tmp, path)
-  finally:
-    if os.path.exists(tmp):
-      os.remove(tmp)
   return path
 
 
@@ -280,5 +273,5 @@ def depth_frames(depth: np.ndarray) -> np.ndarray:
   """
   z = np.asarray(depth_lib.project_depth(np.asarray(depth)[..., 0], depth_lib.TRAIN_NEAR,
                                          depth_lib.TRAIN_FAR))
-  return scene_io.to_uint8(scene_io.colorize_depth(z))
+  return images.to_uint8(images.colorize_depth(z), 'truncate')
 

@@ -155,8 +155,8 @@ def _first_view(net: Network, key: Array, classes: Array | None, shape: tuple[in
                               clip_denoised=clip_denoised)
 
 
-def _next_view(net: Network, key: Array, classes: Array | None, cond: aggregate.Condition,
-               view: Array, s: Settings) -> Array:
+def next_view(net: Network, key: Array, classes: Array | None, cond: aggregate.Condition,
+              view: Array, s: Settings) -> Array:
   """View `view` of one scene given its condition: x_0 [1, N, N, 4] in [-1, 1]."""
   inputs = jax.tree.map(lambda a: a[None], cond.model_inputs())
   x_T, k = _view_noise(jax.random.fold_in(key, view), inputs['y'].shape)  # pylint: disable=invalid-name
@@ -176,8 +176,11 @@ def _meshes(views: Array, modelviews: Array, s: Settings):
                                     atol=s.atol, rtol=s.rtol, erode_rgb=s.erode_rgb)
 
 
-def _condition(meshes, colors: Array, modelviews: Array, valid: Array, target: Array,
-               s: Settings, kernel: str) -> aggregate.Condition:
+def view_condition(meshes, colors: Array, modelviews: Array, valid: Array, target: Array,
+                   s: Settings, kernel: str) -> aggregate.Condition:
+  """The condition of a further view (target modelview [4, 4]) from the scene's earlier
+  views (`valid` [V]), as the chain builds it: `aggregate.condition_from_meshes` with the
+  chain's settings."""
   return aggregate.condition_from_meshes(meshes, colors, modelviews, valid, target, fov=s.fov,
                                          near=s.near, far=s.far, atol=s.atol, rtol=s.rtol,
                                          erode_rgb=s.erode_rgb, ssaa=s.ssaa, kernel=kernel)
@@ -271,9 +274,10 @@ def step(cond: Network, keys: Array, classes: Array | None, modelviews: Array, s
   per_scene_classes, cls = _per_scene(classes, bsz)
   kernel = raster_kernel.resolve(s.kernel)
   targets = lax.dynamic_index_in_dim(modelviews, j, axis=1, keepdims=False)
-  condition = jax.vmap(lambda me, v, m, t: _condition(me, v[..., :3], m, state.valid, t, s, kernel))
+  condition = jax.vmap(
+      lambda me, v, m, t: view_condition(me, v[..., :3], m, state.valid, t, s, kernel))
   conds = warp.map_in_groups(condition, (state.meshes, state.views, modelviews, targets), s.group)
-  x = jax.vmap(lambda k, c, cd: _next_view(cond, k, per_scene_classes(c), cd, j, s)[0])(
+  x = jax.vmap(lambda k, c, cd: next_view(cond, k, per_scene_classes(c), cd, j, s)[0])(
       keys, cls, conds)
   rgbd = x / 2.0 + 0.5
   views = lax.dynamic_update_index_in_dim(state.views, rgbd, j, axis=1)

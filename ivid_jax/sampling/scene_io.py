@@ -28,46 +28,17 @@ import io
 import os
 import pickle
 import zipfile
-from typing import Iterable, NamedTuple, Sequence
+import types
+from typing import Any, Iterable, Mapping, NamedTuple
 
 import numpy as np
 from PIL import Image
 
 from ivid_jax import atomic
+from ivid_jax import images
 from ivid_jax.geometry import depth as depth_lib
 
 SUBFOLDERS = ('scenes', 'grids', 'conds', 'results', 'videos')
-GRID_PADDING = 2  # torchvision.utils.save_image's default, which the authors' grids use
-
-# Inferno as a degree-6 polynomial per channel (Matt Zucker's fit, CC0): within a few
-# 1/255 of matplotlib's table, which is what the authors' OpenCV INFERNO map reproduces.
-_INFERNO = np.array([
-    [0.0002189403691192265, 0.001651004631001012, -0.01948089843709184],
-    [0.1065134194856116, 0.5639564367884091, 3.932712388889277],
-    [11.60249308247187, -3.972853965665698, -15.9423941062914],
-    [-41.70399613139459, 17.43639888205313, 44.35414519872813],
-    [77.162935699427, -33.40235894210092, -81.80730925738993],
-    [-71.31942824499214, 32.62606426397723, 73.20951985803202],
-    [25.13112622477341, -12.24266895238567, -23.07032500287172]], np.float64)
-
-
-def inferno(t: np.ndarray) -> np.ndarray:
-  """Inferno colours of t in [0, 1] (clipped): float32 [..., 3] in [0, 1]."""
-  t = np.clip(np.asarray(t, np.float64), 0.0, 1.0)[..., None]
-  out = np.zeros(t.shape[:-1] + (3,), np.float64)
-  for c in _INFERNO[::-1]:
-    out = out * t + c
-  return np.clip(out, 0.0, 1.0).astype(np.float32)
-
-
-def colorize_depth(z: np.ndarray) -> np.ndarray:
-  """z-buffer depth [...] in [0, 1] (no channel axis) -> inferno RGB [..., 3], near bright."""
-  return inferno(1.0 - np.asarray(z, np.float32))
-
-
-def to_uint8(x: np.ndarray) -> np.ndarray:
-  """[0, 1] floats -> uint8 by clipping and truncation (`(clip(x) * 255).astype(uint8)`)."""
-  return (np.clip(np.asarray(x, np.float32), 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
 def suffix(seed: int, label: int | None) -> str:
@@ -85,30 +56,40 @@ def make_dirs(out: str) -> dict[str, str]:
 
 
 def write_png(path: str, image: np.ndarray) -> str:
-  """float [H, W, 3] in [0, 1] (clipped) or uint8 -> PNG, atomically."""
-  image = np.asarray(image)
-  if image.dtype != np.uint8:
-    image = to_uint8(image)
+  """float [H, W, 3] in [0, 1] (clipped, truncated as the authors' PNGs) or uint8 -> PNG."""
+  image = images.to_uint8(image, 'truncate')
   return atomic.write_atomic(path, lambda f: Image.fromarray(image).save(f, format='PNG'))
 
 
-def grid(images: np.ndarray, rows: Sequence[Sequence[int]], fill: float = 0.0) -> np.ndarray:
-  """Tiles images [K, H, W, 3] as rows of indices (-1: a blank tile of `fill`), 2 px apart."""
-  images = np.asarray(images, np.float32)
-  h, w = images.shape[1:3]
-  p = GRID_PADDING
-  num_rows, num_cols = len(rows), max(len(r) for r in rows)
-  out = np.zeros((p + num_rows * (h + p), p + num_cols * (w + p), 3), np.float32)
-  for i, row in enumerate(rows):
-    for j, k in enumerate(row):
-      tile = np.full((h, w, 3), fill, np.float32) if k < 0 else images[k]
-      out[p + i * (h + p):p + i * (h + p) + h, p + j * (w + p):p + j * (w + p) + w] = tile
-  return out
+DEFAULT_FOV = 45.0  # degrees; the authors' sampler's, and what files without a fov mean
+
+
+class SceneArrays(NamedTuple):
+  """A scene as its file stores it: the one type for the format, whoever reads or writes it.
+
+  The 3D metrics, the ground-truth scenes and `read_scene` use it as it is; a
+  sampler's `Scene` becomes one with `Scene.to_arrays` (8-bit colour, linear depth).
+
+  Attributes:
+    rgb: uint8 [V, N, N, 3].
+    depth: float32 [V, N, N] linear depth D along the optical axis.
+    modelview: float32 [V, 4, 4] world-to-camera (OpenGL axes).
+    fov: degrees.
+    name: where it came from (the file's name), for reports; not stored.
+    meta: the other stored fields (near, far, yaw, pitch, seed, label, viewset, display, and
+      whatever else a writer adds), as numpy values.
+  """
+  rgb: np.ndarray
+  depth: np.ndarray
+  modelview: np.ndarray
+  fov: float = DEFAULT_FOV
+  name: str = ''
+  meta: Mapping[str, Any] = types.MappingProxyType({})
 
 
 @dataclasses.dataclass
 class Scene:
-  """One generated scene.
+  """One generated scene as the sampler holds it: float views before the file's 8 bits.
 
   Attributes:
     views: float32 [V, N, N, 4]: colour in [0, 1] and z-buffer depth (near/far).
@@ -121,7 +102,7 @@ class Scene:
   modelviews: np.ndarray
   yaw: np.ndarray
   pitch: np.ndarray
-  fov: float = 45.0
+  fov: float = DEFAULT_FOV
   near: float = depth_lib.SAMPLE_NEAR
   far: float = depth_lib.SAMPLE_FAR
   seed: int = -1
@@ -137,40 +118,30 @@ class Scene:
     """float32 [V, N, N] linear depth D."""
     return np.asarray(depth_lib.linearize_depth(self.views[..., 3], self.near, self.far))
 
+  def to_arrays(self, name: str = '') -> SceneArrays:
+    """The scene as its file stores it: colour truncated to 8 bits, linear depth."""
+    display = self.display or (tuple(range(self.num_views)),)
+    table = np.full((len(display), max(len(r) for r in display)), -1, np.int32)
+    for i, row in enumerate(display):
+      table[i, :len(row)] = row
+    meta = dict(yaw=np.asarray(self.yaw, np.float32), pitch=np.asarray(self.pitch, np.float32),
+                near=np.float32(self.near), far=np.float32(self.far), seed=np.int64(self.seed),
+                label=np.int64(self.label), viewset=np.str_(self.viewset), display=table)
+    return SceneArrays(images.to_uint8(self.views[..., :3], 'truncate'),
+                       self.linear_depth().astype(np.float32),
+                       np.asarray(self.modelviews, np.float32), float(self.fov), name, meta)
 
-def write_scene(path: str, scene: Scene) -> str:
-  """Writes a scene file (module docstring), atomically."""
-  display = scene.display or (tuple(range(scene.num_views)),)
-  width = max(len(r) for r in display)
-  table = np.full((len(display), width), -1, np.int32)
-  for i, row in enumerate(display):
-    table[i, :len(row)] = row
-  arrays = dict(
-      color=to_uint8(scene.views[..., :3]),
-      depth=scene.linear_depth().astype(np.float32),
-      modelview=np.asarray(scene.modelviews, np.float32),
-      yaw=np.asarray(scene.yaw, np.float32), pitch=np.asarray(scene.pitch, np.float32),
-      fov=np.float32(scene.fov), near=np.float32(scene.near), far=np.float32(scene.far),
-      seed=np.int64(scene.seed), label=np.int64(scene.label), viewset=np.str_(scene.viewset),
-      display=table)
+
+def write_arrays(path: str | os.PathLike, scene: SceneArrays) -> str:
+  """Writes a scene file (module docstring) atomically; `meta` is stored beside the arrays."""
+  arrays = dict(color=scene.rgb, depth=scene.depth, modelview=scene.modelview,
+                fov=np.float32(scene.fov), **{k: np.asarray(v) for k, v in scene.meta.items()})
   return atomic.write_atomic(path, lambda f: np.savez_compressed(f, **arrays))
 
 
-class SceneArrays(NamedTuple):
-  """A scene file's arrays as stored: what both the sampler and the 3D metrics read.
-
-  Attributes:
-    color: uint8 [V, N, N, 3].
-    depth: float32 [V, N, N] linear depth D along the optical axis.
-    modelview: float32 [V, 4, 4] world-to-camera (OpenGL axes).
-    fov: degrees.
-    meta: the other stored fields (near, far, yaw, pitch, seed, label, viewset, display).
-  """
-  color: np.ndarray
-  depth: np.ndarray
-  modelview: np.ndarray
-  fov: float
-  meta: dict
+def write_scene(path: str, scene: Scene) -> str:
+  """Writes a sampler's scene as a scene file (module docstring), atomically."""
+  return write_arrays(path, scene.to_arrays())
 
 
 def read_arrays(path: str | os.PathLike) -> SceneArrays:
@@ -205,8 +176,9 @@ def read_arrays(path: str | os.PathLike) -> SceneArrays:
     raise ValueError(f'{path}: inconsistent scene arrays: color {color.dtype} {color.shape}, '
                      f'depth {depth.shape}, modelview {mv.shape} (uint8 [V, N, N, 3], '
                      '[V, N, N], [V, 4, 4] expected)')
-  fov = float(data.pop('fov', 45.0))
-  return SceneArrays(color, depth.astype(np.float32), mv.astype(np.float32), fov, data)
+  fov = float(data.pop('fov', DEFAULT_FOV))
+  return SceneArrays(color, depth.astype(np.float32), mv.astype(np.float32), fov,
+                     os.path.basename(path), data)
 
 
 def read_scene(path: str, near: float = depth_lib.SAMPLE_NEAR,
@@ -218,11 +190,11 @@ def read_scene(path: str, near: float = depth_lib.SAMPLE_NEAR,
   """
   arrays = read_arrays(path)
   data = arrays.meta
-  v = arrays.color.shape[0]
+  v = arrays.rgb.shape[0]
   near = float(data.get('near', near))
   far = float(data.get('far', far))
   z = np.asarray(depth_lib.project_depth(arrays.depth, near, far))
-  views = np.concatenate([arrays.color.astype(np.float32) / 255.0, z[..., None]], -1)
+  views = np.concatenate([arrays.rgb.astype(np.float32) / 255.0, z[..., None]], -1)
   display = tuple(tuple(int(k) for k in row if k >= 0) for row in data.get(
       'display', np.arange(v)[None]))
   nan = np.full(v, np.nan, np.float32)
@@ -279,7 +251,7 @@ def _read_authors_arrays(path: str) -> SceneArrays:
       colors.append(color)
       mv = entry['modelview']
       mvs.append(mv.matrix if isinstance(mv, _GlmMatrix) else np.asarray(mv, np.float64))
-    fovs = sorted({float(e.get('fov', 45.0)) for e in entries})
+    fovs = sorted({float(e.get('fov', DEFAULT_FOV)) for e in entries})
     if len(fovs) != 1:
       raise ValueError(f'views have different fields of view {fovs}')
   except (OSError, KeyError, TypeError, ValueError, pickle.UnpicklingError,
@@ -287,7 +259,7 @@ def _read_authors_arrays(path: str) -> SceneArrays:
     raise ValueError(f"{path}: not a readable scene file of the authors' format "
                      f'({type(e).__name__}: {e})') from None
   return SceneArrays(np.stack(colors), np.stack(depths), np.stack(mvs).astype(np.float32),
-                     fovs[0], {'display': np.arange(len(entries))[None]})
+                     fovs[0], os.path.basename(path), {'display': np.arange(len(entries))[None]})
 
 
 def list_scenes(scene_dir: str | os.PathLike) -> list[str]:
@@ -327,26 +299,27 @@ def write_outputs(paths: dict[str, str], scene: Scene, conditions=None) -> list[
     out.append(write_png(os.path.join(paths['results'], f'rgb_{sfx}.png'), rgb[0]))
     return out
   if scene.viewset == 'random':
-    out.append(write_png(os.path.join(paths['grids'], f'rgb_{sfx}.png'), grid(rgb, [[0, 1]])))
+    out.append(write_png(os.path.join(paths['grids'], f'rgb_{sfx}.png'),
+                         images.grid(rgb, [[0, 1]])))
     out.append(write_png(os.path.join(paths['conds'], f'rgb_{sfx}.png'), rgb[0]))
     out.append(write_png(os.path.join(paths['results'], f'rgb_{sfx}.png'), rgb[1]))
     return out
   rows = scene.display or (tuple(range(scene.num_views)),)
-  out.append(write_png(os.path.join(paths['grids'], f'rgb_{sfx}.png'), grid(rgb, rows)))
+  out.append(write_png(os.path.join(paths['grids'], f'rgb_{sfx}.png'), images.grid(rgb, rows)))
   out.append(write_png(os.path.join(paths['grids'], f'depth_{sfx}.png'),
-                       grid(colorize_depth(scene.views[..., 3]), rows)))
+                       images.grid(images.colorize_depth(scene.views[..., 3]), rows)))
   if conditions is not None:
     # View 0 has no condition: a blank tile, as the authors insert.
     shift = lambda a: np.concatenate([np.zeros_like(a[:1]), a])
     cond_rgb = shift(np.asarray(conditions.color))
     cond_z = shift(np.asarray(conditions.depth))[..., 0]
     # Holes are z = 0 after masking; show them black rather than as the nearest depth.
-    cond_depth = colorize_depth(cond_z) * shift(np.asarray(conditions.mask))
+    cond_depth = images.colorize_depth(cond_z) * shift(np.asarray(conditions.mask))
     blank = [[k if k > 0 else -1 for k in row] for row in rows]
     out.append(write_png(os.path.join(paths['conds'], f'rgb_cond_{sfx}.png'),
-                         grid(cond_rgb, blank)))
+                         images.grid(cond_rgb, blank)))
     out.append(write_png(os.path.join(paths['conds'], f'depth_cond_{sfx}.png'),
-                         grid(cond_depth, blank)))
+                         images.grid(cond_depth, blank)))
   return out
 
 

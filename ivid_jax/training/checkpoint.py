@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from typing import Any
 
 import jax
@@ -28,6 +27,7 @@ import orbax.checkpoint as ocp
 from absl import logging
 from orbax.checkpoint import checkpoint_managers
 
+from ivid_jax import atomic
 from ivid_jax.data import pipeline
 from ivid_jax.models import unet as unet_lib
 
@@ -44,12 +44,7 @@ def write_config(workdir: str, config: ml_collections.ConfigDict) -> str:
   path = os.path.join(workdir, CONFIG_FILE)
   if jax.process_index() != 0:
     return path
-  os.makedirs(workdir, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(prefix=CONFIG_FILE + '.', suffix='.tmp', dir=workdir)
-  with os.fdopen(fd, 'w', encoding='utf-8') as f:
-    f.write(config.to_json_best_effort(indent=2, sort_keys=True) + '\n')
-  os.replace(tmp, path)
-  return path
+  return atomic.write_text_atomic(path, config.to_json_best_effort(indent=2, sort_keys=True) + '\n')
 
 
 def read_config(workdir: str) -> ml_collections.ConfigDict:

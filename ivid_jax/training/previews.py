@@ -14,50 +14,36 @@ import functools
 from typing import Any, NamedTuple
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from jax import Array
 
+from ivid_jax import images
 from ivid_jax.data import conditional
 from ivid_jax.data import pipeline
 from ivid_jax.diffusion import guidance
 from ivid_jax.diffusion import samplers
 from ivid_jax.diffusion import schedules
 
-# Viridis at 0, 1/4, ..., 1 (matplotlib's values), interpolated linearly.
-_VIRIDIS = np.array([[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]],
-                    np.float32) / 255.0
 _HOLE = np.array([1.0, 0.0, 1.0], np.float32)  # magenta
 
 
-def colourise_depth(z: np.ndarray) -> np.ndarray:
-  """z-buffer depth in [-1, 1] [..., H, W] -> viridis RGB [..., H, W, 3] in [0, 1], near bright.
-
-  Each image is min-max normalised, so relative depth is what shows.
-  """
-  z = np.asarray(z, np.float32)
-  lo = z.min(axis=(-2, -1), keepdims=True)
-  hi = z.max(axis=(-2, -1), keepdims=True)
-  near = 1.0 - (z - lo) / np.maximum(hi - lo, 1e-6)
-  stops = np.linspace(0.0, 1.0, len(_VIRIDIS))
-  return np.stack([np.interp(near, stops, _VIRIDIS[:, c]) for c in range(3)], -1)
-
-
 def to_images(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-  """RGBD in [-1, 1] [N, H, W, 4] -> (RGB, colourised depth), each [N, H, W, 3] in [0, 1]."""
+  """RGBD in [-1, 1] [N, H, W, 4] -> (RGB, colourised depth), each [N, H, W, 3] in [0, 1].
+
+  Depth is min-max normalised per image (relative depth is what shows), then inferno,
+  near bright, as the sampler's depth grids.
+  """
   x = np.asarray(x, np.float32)
-  return np.clip((x[..., :3] + 1.0) / 2.0, 0.0, 1.0), colourise_depth(x[..., 3])
+  return (np.clip((x[..., :3] + 1.0) / 2.0, 0.0, 1.0),
+          images.colorize_depth(x[..., 3], normalize=True))
 
 
-def tile(rows: list[list[np.ndarray]], pad: int = 2) -> np.ndarray:
-  """A grid of equally sized [H, W, 3] images (rows of columns), separated by white lines."""
-  h, w, _ = rows[0][0].shape
-  n_cols = max(len(r) for r in rows)
-  out = np.ones((len(rows) * (h + pad) - pad, n_cols * (w + pad) - pad, 3), np.float32)
-  for i, row in enumerate(rows):
-    for j, image in enumerate(row):
-      out[i * (h + pad):i * (h + pad) + h, j * (w + pad):j * (w + pad) + w] = image
-  return out
+def tile(rows: list[list[np.ndarray]]) -> np.ndarray:
+  """A grid of equally sized [H, W, 3] images (rows of columns), 2 px white lines between."""
+  tiles = [image for row in rows for image in row]
+  starts = np.cumsum([0] + [len(row) for row in rows])
+  index = [list(range(s, s + len(row))) for s, row in zip(starts, rows)]
+  return images.grid(np.stack(tiles), index, border=False, background=1.0)
 
 
 class Inputs(NamedTuple):

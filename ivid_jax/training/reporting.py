@@ -21,6 +21,9 @@ import numpy as np
 from absl import logging
 from PIL import Image
 
+from ivid_jax import atomic
+from ivid_jax import images
+
 WRITERS = ('auto', 'clu', 'basic')
 
 
@@ -56,21 +59,10 @@ def _scalar(value: Any) -> float:
   return float(np.asarray(value))
 
 
-def to_uint8(image: np.ndarray) -> np.ndarray:
-  """float in [0, 1] (clipped) or uint8 -> uint8."""
-  image = np.asarray(image)
-  if image.dtype == np.uint8:
-    return image
-  return np.round(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
-
-
 def save_png(path: str, image: np.ndarray) -> str:
-  """Writes an [H, W, 3] image atomically (temporary file, then rename)."""
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  tmp = f'{path}.tmp{os.getpid()}'
-  Image.fromarray(to_uint8(image)).save(tmp, format='PNG')
-  os.replace(tmp, path)
-  return path
+  """Writes an [H, W, 3] image (float in [0, 1], rounded to nearest, or uint8) atomically."""
+  picture = Image.fromarray(images.to_uint8(image, 'nearest'))  # a preview: nearest is closer
+  return atomic.write_atomic(path, lambda f: picture.save(f, format='PNG'))
 
 
 class BasicWriter:

@@ -34,6 +34,7 @@ from __future__ import annotations
 import functools
 import os
 import time
+from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
 import jax
@@ -406,15 +407,37 @@ def _train(config: ml_collections.ConfigDict, workdir: str) -> state_lib.TrainSt
   parallel.check_batch(batch_size, mesh, cfg.accum_steps)
   logging.info('training %s (%s) on %s; global batch %d', config.kind, config.input.dataset,
                parallel.describe(mesh), batch_size)
+  source, data = _open_data(config, model, mesh, batch_size)
+  ckpt, state, latest = _restore_or_create(config, model, mesh, workdir, data)
+  start = int(state.step)
+  writer, progress, profile = _make_reporters(config, workdir, state, start)
+  preview = _make_preview(config, model, cfg, mesh, source, workdir, writer, progress)
+  p_train_step = jit_train_step(model, cfg, optim_settings(config), mesh)
+  try:
+    return _loop(config, state, data, p_train_step, start=start, last_saved=latest, ckpt=ckpt,
+                 writer=writer, progress=progress, profile=profile, preview=preview)
+  finally:  # a stopped run still finishes the saves in flight
+    ckpt.wait()
+    ckpt.close()
+    writer.flush()
 
+
+def _open_data(config: ml_collections.ConfigDict, model, mesh, batch_size: int
+               ) -> tuple[pipeline.Source, Iterator[dict[str, Array]]]:
+  """The training source and its sharded, prefetched global batches."""
   source = input_lib.make_source(image_size=model.image_size, **dict(config.input))
   input_lib.check_labels(source, config.input.dataset, model.num_classes,
                          bool(model.has_null_class))
   host_iterator = pipeline.make_loader(
       source, global_batch_size=batch_size, seed=config.seed, conditional=config.kind == 'cond',
       worker_count=int(config.input.get('worker_count', 0)))
-  data = pipeline.device_prefetch(host_iterator, mesh)
+  return source, pipeline.device_prefetch(host_iterator, mesh)
 
+
+def _restore_or_create(config: ml_collections.ConfigDict, model, mesh, workdir: str, data
+                       ) -> tuple[checkpoint.Checkpointer, state_lib.TrainState, int | None]:
+  """(checkpointer, state, latest saved step or None): the workdir's latest state (and the
+  data iterator's position, restored into `data`), else a freshly initialised one."""
   abstract, shardings, create_state = make_initial_state(config, model, mesh)
   ckpt = checkpoint.Checkpointer(workdir, keep=int(config.keep_checkpoints),
                                  keep_every_steps=int(config.keep_every_steps))
@@ -423,24 +446,34 @@ def _train(config: ml_collections.ConfigDict, workdir: str) -> state_lib.TrainSt
     state = ckpt.restore(latest, checkpoint.abstract_with_shardings(abstract, shardings), data)
   else:
     state = create_state()
-  start = int(state.step)
-  total = int(config.total_steps)
+  return ckpt, state, latest
 
+
+def _make_reporters(config: ml_collections.ConfigDict, workdir: str,
+                    state: state_lib.TrainState, start: int):
+  """(writer, progress, profile); a run from step 0 also logs the parameters and hparams."""
   writer = reporting.create_writer(workdir, config.writer)
   if start == 0:
     reporting.log_parameter_overview(state.params, writer)
     writer.write_hparams(_flat_hparams(config))
-  progress = reporting.make_progress(num_train_steps=total, writer=writer,
+  progress = reporting.make_progress(num_train_steps=int(config.total_steps), writer=writer,
                                      every_steps=int(config.log_every_steps), kind=config.writer)
   profile = reporting.make_profile(logdir=workdir, first_step=start + int(config.profile_first_step),
                                    num_steps=int(config.profile_steps), kind=config.writer)
-  preview_every = int(config.preview_every_steps)
-  preview_inputs = None
-  if preview_every:
-    preview_inputs = previews.make_inputs(
-        kind=config.kind, num=int(config.preview.num), image_size=model.image_size,
-        num_classes=model.num_classes, seed=config.seed, source=source,
-        warp=dict(cfg.warp) if config.kind == 'cond' else None)
+  return writer, progress, profile
+
+
+def _make_preview(config: ml_collections.ConfigDict, model, cfg: StepConfig, mesh,
+                  source: pipeline.Source, workdir: str, writer, progress
+                  ) -> Callable[[int, Any], None] | None:
+  """preview(step, params): samples the fixed preview inputs, writes the PNG and the image
+  log. None when config.preview_every_steps is 0."""
+  if not int(config.preview_every_steps):
+    return None
+  preview_inputs = previews.make_inputs(
+      kind=config.kind, num=int(config.preview.num), image_size=model.image_size,
+      num_classes=model.num_classes, seed=config.seed, source=source,
+      warp=dict(cfg.warp) if config.kind == 'cond' else None)
 
   def preview(step: int, params) -> None:
     with progress.timed('preview'):
@@ -456,44 +489,46 @@ def _train(config: ml_collections.ConfigDict, workdir: str) -> state_lib.TrainSt
       logging.info('preview of step %d: %s', step, path)
     writer.write_images(step, {'preview': picture[None]})
 
-  p_train_step = jit_train_step(model, cfg, optim_settings(config), mesh)
+  return preview
+
+
+def _loop(config: ml_collections.ConfigDict, state: state_lib.TrainState, data, p_train_step, *,
+          start: int, last_saved: int | None, ckpt: checkpoint.Checkpointer, writer, progress,
+          profile, preview: Callable[[int, Any], None] | None) -> state_lib.TrainState:
+  """Steps start + 1 .. total_steps: logs, previews and checkpoints on their schedules."""
+  total = int(config.total_steps)
+  preview_every = int(config.preview_every_steps)
   lr_fn = state_lib.learning_rate(**dict(optim_settings(config)))
   limit = int(config.max_nonfinite_steps)
-  last_saved = latest
   history: list[dict[str, Array]] = []
   previous = None
   t0 = time.monotonic()
-  try:
-    for step in range(start + 1, total + 1):
-      batch = next(data)
-      state, metrics = p_train_step(state, batch)
-      if previous is not None:  # one step behind, so the device keeps working meanwhile
-        _check_nonfinite(previous, step - 1, limit, last_saved)
-      previous = metrics
-      history.append(metrics)
-      progress(step)
-      if profile is not None:
-        profile(step)
-      if step % int(config.log_every_steps) == 0 or step == total:
-        _check_nonfinite(metrics, step, limit, last_saved)
-        scalars = _mean_metrics(history)
-        scalars['lr'] = float(lr_fn(step - 1))
-        writer.write_scalars(step, scalars)
-        history = []
-        if step == start + int(config.log_every_steps):
-          logging.info('first %d steps (with compilation) took %.1f s', step - start,
-                       time.monotonic() - t0)
-      if preview_every and (step % preview_every == 0 or step == total):
-        preview(step, state.ema[0])
-      if step % int(config.checkpoint_every_steps) == 0 or step == total:
-        _check_nonfinite(metrics, step, limit, last_saved)
-        if not np.isfinite(float(metrics['param_norm'])):  # cannot happen: updates are guarded
-          raise NonFiniteError(f'step {step}: the parameters are not finite; not saving them')
-        with progress.timed('checkpoint'):
-          ckpt.save(step, state, data)
-        last_saved = step
-  finally:  # a stopped run still finishes the saves in flight
-    ckpt.wait()
-    ckpt.close()
-    writer.flush()
+  for step in range(start + 1, total + 1):
+    batch = next(data)
+    state, metrics = p_train_step(state, batch)
+    if previous is not None:  # one step behind, so the device keeps working meanwhile
+      _check_nonfinite(previous, step - 1, limit, last_saved)
+    previous = metrics
+    history.append(metrics)
+    progress(step)
+    if profile is not None:
+      profile(step)
+    if step % int(config.log_every_steps) == 0 or step == total:
+      _check_nonfinite(metrics, step, limit, last_saved)
+      scalars = _mean_metrics(history)
+      scalars['lr'] = float(lr_fn(step - 1))
+      writer.write_scalars(step, scalars)
+      history = []
+      if step == start + int(config.log_every_steps):
+        logging.info('first %d steps (with compilation) took %.1f s', step - start,
+                     time.monotonic() - t0)
+    if preview is not None and (step % preview_every == 0 or step == total):
+      preview(step, state.ema[0])
+    if step % int(config.checkpoint_every_steps) == 0 or step == total:
+      _check_nonfinite(metrics, step, limit, last_saved)
+      if not np.isfinite(float(metrics['param_norm'])):  # cannot happen: updates are guarded
+        raise NonFiniteError(f'step {step}: the parameters are not finite; not saving them')
+      with progress.timed('checkpoint'):
+        ckpt.save(step, state, data)
+      last_saved = step
   return state
