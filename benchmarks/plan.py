@@ -101,11 +101,10 @@ def train_table(reports: list[dict], u: float) -> str:
   for r in reports:
     if r['fsdp']:
       continue  # the same FLOPs; its memory is in memory_table
-    c = r['compiled']
     name = ('G_u' if r['kind'] == 'uncond' else 'G_c') + f' ({r["config_name"]})'
     # Per chip at the config's 16 examples per device.
-    per_example = c['flops'] / r['per_device_batch']
-    bytes_per_example = c['bytes_accessed'] / r['per_device_batch']
+    per_example = r['flops_per_step'] / r['per_device_batch']
+    bytes_per_example = r['bytes_per_step'] / r['per_device_batch']
     b = AUTHORS_BATCH_PER_GPU
     for chip in accelerators.TARGETS + accelerators.AUTHORS:
       compute = per_example * b / chip.peak_flops
@@ -158,11 +157,10 @@ def main(argv: list[str]) -> None:
   u = _UTILISATION.value
   runs = dry_runs()
   for r in runs['train']:
-    c = r['compiled']
     print(f'{r["config_name"]}: {r["num_params"]:,} params, {r["per_device_batch"]} per device, '
-          f'{c["flops"] / 1e12:.2f} TFLOP and {c["bytes_accessed"] / 2**30:.0f} GiB accessed per '
-          f'device per step (XLA:CPU cost analysis, {r["num_devices"]} simulated devices, '
-          f'{"FSDP" if r["fsdp"] else "replicated"})')
+          f'{r["flops_per_step"] / 1e12:.2f} TFLOP and {r["bytes_per_step"] / 2**30:.0f} GiB '
+          f'accessed per device per step (XLA:CPU cost analysis, {r["num_devices"]} simulated '
+          f'devices, {"FSDP" if r["fsdp"] else "replicated"}, {r["accum_steps"]} micro-batch(es))')
   for r in runs['sample']:
     print(f'sampling: {r["flops_per_scene"] / 1e12:.1f} TFLOP and '
           f'{r["bytes_per_scene"] / 2**30:.0f} GiB accessed per scene ({r["viewset"]}, '

@@ -9,7 +9,7 @@ so nothing is run and no weights need exist:
   device's program (a loop body is counted once, not per iteration).
 - collectives: every all-reduce, all-gather, reduce-scatter, all-to-all and
   collective-permute in the compiled HLO text, with the size of the full buffer
-  each one works on (module docstring of `collective_bytes`).
+  each one works on, once per loop iteration (`collective_bytes`).
 
 A program compiled for N devices by the SPMD partitioner is one device's
 program, so every figure here is per device.
@@ -49,9 +49,67 @@ def shape_bytes(shape: str) -> list[int]:
 
 @dataclasses.dataclass(frozen=True)
 class Collective:
-  """count: instructions in the program text; bytes: their full buffers' sizes, summed."""
+  """count: instructions executed per run of the program; bytes: their full buffers, summed.
+
+  An instruction in a loop body counts once per iteration (the loop's known trip count);
+  unknown_trips counts those in loops whose trip count XLA does not know (counted once).
+  """
   count: int = 0
   bytes: int = 0
+  unknown_trips: int = 0
+
+
+# Computation headers start at column 0 (instructions are indented).
+_COMPUTATION = re.compile(r'^(?:ENTRY\s+)?%(?P<name>[\w.\-]+)[\s(].*\{\s*$')
+_CALLEE = re.compile(r'(?:to_apply|calls|condition|body)=%?(?P<name>[\w.\-]+)')
+_BRANCHES = re.compile(r'branch_computations=\{(?P<names>[^}]*)\}')
+_TRIP_COUNT = re.compile(r'"known_trip_count":\{"n":"(?P<n>\d+)"\}')
+
+
+def _computations(hlo_text: str) -> tuple[dict[str, list[str]], str | None]:
+  """{computation name: its instruction lines} and the entry computation's name."""
+  comps: dict[str, list[str]] = {}
+  entry, current = None, None
+  for line in hlo_text.splitlines():
+    m = _COMPUTATION.match(line)
+    if m:
+      current = m['name']
+      comps[current] = []
+      if line.startswith('ENTRY'):
+        entry = current
+    elif line.strip() == '}':
+      current = None
+    elif current is not None:
+      comps[current].append(line)
+  return comps, entry
+
+
+def _multipliers(comps: dict[str, list[str]], entry: str | None) -> dict[str, tuple[int, bool]]:
+  """How many times each computation runs per program run, and whether a trip count was unknown."""
+  if entry is None:
+    return {name: (1, False) for name in comps}
+  runs: dict[str, tuple[int, bool]] = {}
+  stack = [(entry, 1, False)]
+  while stack:
+    name, n, unknown = stack.pop()
+    if name not in comps:
+      continue
+    old = runs.get(name, (0, False))
+    runs[name] = (old[0] + n, old[1] or unknown)
+    for line in comps[name]:
+      trips = None
+      if ' while(' in line:
+        t = _TRIP_COUNT.search(line)
+        trips = int(t['n']) if t else None
+      for m in _CALLEE.finditer(line):
+        loop = line[m.start():].startswith('body=') and ' while(' in line
+        k = (trips or 1) if loop else 1
+        stack.append((m['name'], n * k, unknown or (loop and trips is None)))
+      b = _BRANCHES.search(line)
+      if b:
+        for callee in b['names'].split(','):
+          stack.append((callee.strip().lstrip('%'), n, unknown))
+  return runs
 
 
 def collective_bytes(hlo_text: str, num_devices: int) -> dict[str, Collective]:
@@ -63,8 +121,8 @@ def collective_bytes(hlo_text: str, num_devices: int) -> dict[str, Collective]:
   `num_devices`: the project's meshes are 1-D), an all-to-all's or a
   collective-permute's operand. On a ring, a device sends and receives about
   2 (n-1)/n of that for an all-reduce and (n-1)/n for the others. Async forms
-  (`all-gather-start`, ...) count once at their start; an instruction inside
-  a loop body counts once, not once per iteration.
+  (`all-gather-start`, ...) count once at their start. A collective in a loop
+  (e.g. the micro-batches of gradient accumulation) counts once per iteration.
 
   Args:
     hlo_text: `compiled.as_text()`.
@@ -73,29 +131,38 @@ def collective_bytes(hlo_text: str, num_devices: int) -> dict[str, Collective]:
   Returns:
     {kind: Collective} for every kind in COLLECTIVES (zero when absent).
   """
-  found = {kind: [0, 0] for kind in COLLECTIVES}
-  for line in hlo_text.splitlines():
-    m = _INSTRUCTION.match(line)
-    if m is None:
+  comps, entry = _computations(hlo_text)
+  if not comps:  # a bare instruction list
+    comps, entry = {'main': hlo_text.splitlines()}, None
+  runs = _multipliers(comps, entry)
+  found = {kind: [0, 0, 0] for kind in COLLECTIVES}
+  for name, lines in comps.items():
+    n, unknown = runs.get(name, (1, False))
+    if n == 0:
       continue
-    op = m['op']
-    kind = op[:-len('-start')] if op.endswith('-start') else op
-    if kind not in found:
-      continue
-    sizes = shape_bytes(m['shape'])
-    if not sizes:
-      continue
-    if op.endswith('-start') and kind in ('all-gather', 'collective-permute'):
-      # (operand, result[, contexts]): the gathered result is the largest; a permute's
-      # operand is the first.
-      size = max(sizes) if kind == 'all-gather' else sizes[0]
-    elif kind == 'reduce-scatter':
-      size = sum(sizes) * num_devices
-    else:
-      size = sum(sizes)
-    found[kind][0] += 1
-    found[kind][1] += size
-  return {kind: Collective(c, b) for kind, (c, b) in found.items()}
+    for line in lines:
+      m = _INSTRUCTION.match(line)
+      if m is None:
+        continue
+      op = m['op']
+      kind = op[:-len('-start')] if op.endswith('-start') else op
+      if kind not in found:
+        continue
+      sizes = shape_bytes(m['shape'])
+      if not sizes:
+        continue
+      if op.endswith('-start') and kind in ('all-gather', 'collective-permute'):
+        # (operand, result[, contexts]): the gathered result is the largest; a permute's
+        # operand is the first.
+        size = max(sizes) if kind == 'all-gather' else sizes[0]
+      elif kind == 'reduce-scatter':
+        size = sum(sizes) * num_devices
+      else:
+        size = sum(sizes)
+      found[kind][0] += n
+      found[kind][1] += size * n
+      found[kind][2] += int(unknown)
+  return {kind: Collective(c, b, u) for kind, (c, b, u) in found.items()}
 
 
 @dataclasses.dataclass(frozen=True)

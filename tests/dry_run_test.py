@@ -119,3 +119,38 @@ def test_other_collectives_are_negligible(reports):
   for r in reports.values():
     c = r['compiled']['collectives']
     assert c['all-to-all']['bytes'] + c['collective-permute']['bytes'] < MIB
+
+
+def test_sampler_dry_run_counts_both_networks_steps_of_a_scene():
+  # In-process, tiny networks (16 px), 8 simulated devices (conftest): one scene per device.
+  from ivid_jax.sampling import dry_run as sample_dry_run  # pylint: disable=g-import-not-at-top
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  from ivid_jax.training import checkpoint  # pylint: disable=g-import-not-at-top
+  configs = os.path.join(ROOT, 'configs')
+  r = sample_dry_run.dry_run(os.path.join(configs, 'tiny_uncond.py'),
+                             os.path.join(configs, 'tiny_cond.py'), viewset='orbit:3',
+                             batch_size=8)
+  assert (r.num_devices, r.scenes_per_device, r.num_views) == (8, 1, 3)
+  # The tiny configs' sampling steps: G_u's diffusion.steps, G_c's.
+  u_cfg = sample_dry_run.load_config(os.path.join(configs, 'tiny_uncond.py'))
+  c_cfg = sample_dry_run.load_config(os.path.join(configs, 'tiny_cond.py'))
+  assert (r.steps_uncond, r.steps_cond) == (u_cfg.diffusion.steps, c_cfg.diffusion.steps)
+  # A guided step is one forward pass of twice the batch: about twice one plain forward,
+  # compiled here on its own.
+  t = jax.ShapeDtypeStruct((1,), jnp.int32)
+
+  def plain_forward(config):
+    model = checkpoint.make_model(config)
+    x = jax.ShapeDtypeStruct((1, 16, 16, model.in_channels), jnp.float32)
+    return jax.jit(lambda p, x, t: model.apply({'params': p}, x, t, t)).lower(
+        checkpoint.abstract_params(model), x, t).compile().cost_analysis()['flops']
+
+  plain_u, plain_c = plain_forward(u_cfg), plain_forward(c_cfg)
+  assert 1.9 * plain_u <= r.uncond_step.flops <= 2.2 * plain_u
+  assert 1.9 * plain_c <= r.cond_step.flops <= 2.2 * plain_c
+  # A scene: view 0's steps of G_u, then two further views' steps of G_c, guided.
+  forwards = r.steps_uncond * plain_u + 2 * r.steps_cond * plain_c
+  assert 1.9 * forwards <= r.flops_per_scene <= 2.2 * forwards
+  # Every device holds both networks' float32 weights.
+  assert r.chain.argument_bytes >= 4 * (r.uncond_params + r.cond_params)

@@ -27,6 +27,32 @@ ENTRY %main {
 """
 
 
+# A loop of 3 micro-batches whose body all-reduces 1 KiB, and a loop of unknown length.
+LOOPS = """
+%body (p: (s32[], f32[256])) -> (s32[], f32[256]) {
+  %ar = f32[256]{0} all-reduce(%g), channel_id=1, to_apply=%add
+}
+%cond (p: (s32[], f32[256])) -> pred[] {
+  %lt = pred[] compare(%i, %n), direction=LT
+}
+%body2 (p: (s32[], f32[8])) -> (s32[], f32[8]) {
+  %ag = f32[8]{0} all-gather(%h), channel_id=2, dimensions={0}
+}
+ENTRY %main (x: f32[256]) -> f32[256] {
+  %w = (s32[], f32[256]{0}) while(%t), condition=%cond, body=%body, backend_config={"known_trip_count":{"n":"3"}}
+  %w2 = (s32[], f32[8]{0}) while(%t2), condition=%cond, body=%body2
+  ROOT %ar2 = f32[16]{0} all-reduce(%y), channel_id=3, to_apply=%add
+}
+"""
+
+
+def test_collectives_in_loops_count_once_per_iteration():
+  c = hlo_stats.collective_bytes(LOOPS, num_devices=8)
+  assert c['all-reduce'] == hlo_stats.Collective(3 + 1, 3 * 1024 + 64, 0)
+  # Unknown trip count: counted once, and flagged.
+  assert c['all-gather'] == hlo_stats.Collective(1, 32, 1)
+
+
 def test_shape_bytes_of_arrays_and_tuples():
   assert hlo_stats.shape_bytes('f32[256,128]{1,0}') == [131072]
   assert hlo_stats.shape_bytes('(f32[], bf16[3,5]{1,0}, pred[7])') == [4, 30, 7]
@@ -90,3 +116,18 @@ def test_no_dry_run_devices_leaves_the_environment(monkeypatch):
   monkeypatch.setenv('XLA_FLAGS', '--xla_foo=1')
   main_lib.simulate_devices(['--dry_run', '--config=c.py'])
   assert os.environ['XLA_FLAGS'] == '--xla_foo=1'
+
+
+def test_compiled_scan_all_reduces_once_per_micro_batch():
+  mesh = jax.make_mesh((8,), ('data',), axis_types=(jax.sharding.AxisType.Auto,))
+
+  def accumulate(w, x):  # gradient accumulation over 4 micro-batches split over the devices
+    def body(total, micro_batch):
+      return total + jax.grad(lambda v: jnp.sum(jnp.tanh(micro_batch @ v)))(w), None
+    return jax.lax.scan(body, jnp.zeros_like(w), x)[0]
+
+  w = jax.ShapeDtypeStruct((256, 128), jnp.float32, sharding=NamedSharding(mesh, P()))
+  x = jax.ShapeDtypeStruct((4, 64, 256), jnp.float32, sharding=NamedSharding(mesh, P(None, 'data')))
+  stats = hlo_stats.compiled_stats(jax.jit(accumulate).lower(w, x).compile(), num_devices=8)
+  reduced = stats.collectives['all-reduce']
+  assert (reduced.count, reduced.bytes, reduced.unknown_trips) == (4, 4 * 256 * 128 * 4, 0)

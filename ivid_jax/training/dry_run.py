@@ -40,6 +40,10 @@ class Report:
 
   params_bytes, opt_bytes, ema_bytes: the state as sharded (the largest shard).
   *_total_bytes: the same unsharded (one full copy).
+  flops_per_step, bytes_per_step: XLA's cost analysis, which counts a loop body
+    once, times the micro-batches (optim.grad_accum_steps): the optimiser
+    update outside the loop is then counted k times, a few GFLOP of a step's
+    tens of TFLOP.
   """
   config_name: str
   kind: str
@@ -60,6 +64,8 @@ class Report:
   opt_total_bytes: int
   ema_total_bytes: int
   compile_seconds: float
+  flops_per_step: float
+  bytes_per_step: float
   compiled: hlo_stats.CompiledStats
 
   def to_json(self) -> dict[str, Any]:
@@ -110,6 +116,7 @@ def dry_run(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh | None = 
   seconds = time.monotonic() - t0
 
   device = mesh.devices.flat[0]
+  stats = hlo_stats.compiled_stats(compiled, n)
   return Report(
       config_name=config_name, kind=config.kind,
       num_params=state_lib.param_count(abstract.params), platform=device.platform,
@@ -122,7 +129,8 @@ def dry_run(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh | None = 
       params_total_bytes=hlo_stats.tree_bytes(abstract.params),
       opt_total_bytes=hlo_stats.tree_bytes(abstract.opt_state),
       ema_total_bytes=hlo_stats.tree_bytes(abstract.ema), compile_seconds=seconds,
-      compiled=hlo_stats.compiled_stats(compiled, n))
+      flops_per_step=stats.flops * cfg.accum_steps,
+      bytes_per_step=stats.bytes_accessed * cfg.accum_steps, compiled=stats)
 
 
 def format_report(r: Report) -> str:
@@ -144,11 +152,15 @@ def format_report(r: Report) -> str:
       ('compiled: outputs', f'{h(c.output_bytes)}  ({h(c.alias_bytes)} of them donated)'),
       ('compiled: temporaries', h(c.temp_bytes)),
       ('memory', f'{h(c.peak_bytes)}  (arguments + outputs + temporaries - donated)'),
-      ('FLOPs per step', f'{c.flops:.4g}  ({h(c.flops, "FLOP")})'),
-      ('bytes accessed per step', h(c.bytes_accessed)),
+      ('FLOPs per step', f'{r.flops_per_step:.4g}  ({h(r.flops_per_step, "FLOP")})'
+                         + (f', the micro-batch loop counted {r.accum_steps} times'
+                            if r.accum_steps > 1 else '')),
+      ('bytes accessed per step', h(r.bytes_per_step)),
   ]
   for kind, coll in c.collectives.items():
-    rows.append((f'{kind} per step', f'{h(coll.bytes)} in {coll.count} op(s)'))
+    unknown = (f', {coll.unknown_trips} in loops of unknown length counted once'
+               if coll.unknown_trips else '')
+    rows.append((f'{kind} per step', f'{h(coll.bytes)} in {coll.count} op(s){unknown}'))
   width = max(len(k) for k, _ in rows)
   lines = [f'DRY RUN: nothing was trained or written. Per device (compiled in '
            f'{r.compile_seconds:.0f} s):']
