@@ -121,8 +121,10 @@ def test_other_collectives_are_negligible(reports):
     assert c['all-to-all']['bytes'] + c['collective-permute']['bytes'] < MIB
 
 
+@pytest.mark.slow
 def test_sampler_dry_run_counts_both_networks_steps_of_a_scene():
   # In-process, tiny networks (16 px), 8 simulated devices (conftest): one scene per device.
+  # Compiling the whole chain takes about two minutes on 2 busy cores, hence slow.
   from ivid_jax.sampling import dry_run as sample_dry_run  # pylint: disable=g-import-not-at-top
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
