@@ -1,4 +1,4 @@
-"""From the dry runs' FLOPs and bytes to a plan: step time, chip-hours and scenes per hour, estimated.
+"""The dry runs' FLOPs and bytes as a plan: step time, chip-hours, scenes per hour (estimates).
 
   python benchmarks/plan.py [--devices=8] [--utilisation=0.4] [--inputs=a.json,b.json,...]
 
@@ -86,6 +86,10 @@ def dry_runs() -> dict[str, list[dict]]:
   return out
 
 
+def _name(r: dict) -> str:
+  return ('G_u' if r['kind'] == 'uncond' else 'G_c') + f' ({os.path.basename(r["config_name"])})'
+
+
 def _fmt(x: float) -> str:
   return f'{x:,.0f}' if x >= 100 else f'{x:.3g}'
 
@@ -101,7 +105,7 @@ def train_table(reports: list[dict], u: float) -> str:
   for r in reports:
     if r['fsdp']:
       continue  # the same FLOPs; its memory is in memory_table
-    name = ('G_u' if r['kind'] == 'uncond' else 'G_c') + f' ({r["config_name"]})'
+    name = _name(r)
     # Per chip at the config's 16 examples per device.
     per_example = r['flops_per_step'] / r['per_device_batch']
     bytes_per_example = r['bytes_per_step'] / r['per_device_batch']
@@ -124,10 +128,11 @@ def memory_table(reports: list[dict]) -> str:
   """Per-device memory of each dry run (XLA:CPU's), beside the chips' HBM."""
   gib = lambda x: f'{x / 2**30:.2f}'
   lines = ['| network | layout | devices | params + optimiser + EMA GiB | temporaries GiB | '
-           'total GiB | all-reduce GiB | all-gather GiB |', '|---|---|---:|---:|---:|---:|---:|---:|']
+           'total GiB | all-reduce GiB | all-gather GiB |',
+           '|---|---|---:|---:|---:|---:|---:|---:|']
   for r in reports:
     c = r['compiled']
-    name = ('G_u' if r['kind'] == 'uncond' else 'G_c') + f' ({r["config_name"]})'
+    name = _name(r)
     lines.append(
         f'| {name} | {"FSDP" if r["fsdp"] else "replicated"} | {r["num_devices"]} | '
         f'{gib(r["params_bytes"] + r["opt_bytes"] + r["ema_bytes"])} | {gib(c["temp_bytes"])} | '
@@ -157,7 +162,7 @@ def main(argv: list[str]) -> None:
   u = _UTILISATION.value
   runs = dry_runs()
   for r in runs['train']:
-    print(f'{r["config_name"]}: {r["num_params"]:,} params, {r["per_device_batch"]} per device, '
+    print(f'{_name(r)}: {r["num_params"]:,} params, {r["per_device_batch"]} per device, '
           f'{r["flops_per_step"] / 1e12:.2f} TFLOP and {r["bytes_per_step"] / 2**30:.0f} GiB '
           f'accessed per device per step (XLA:CPU cost analysis, {r["num_devices"]} simulated '
           f'devices, {"FSDP" if r["fsdp"] else "replicated"}, {r["accum_steps"]} micro-batch(es))')

@@ -1,4 +1,4 @@
-"""`ivid-jax train --dry_run` at the authors' full size: G_c of ImageNet 128 over 8 simulated devices.
+"""`ivid-jax train --dry_run` at the authors' full size: ImageNet-128 G_c over 8 simulated devices.
 
 Each dry run is the command in a subprocess (`--dry_run_devices=8` must be set
 before JAX starts, and a 421.5M-parameter compile is best kept out of the test

@@ -96,7 +96,8 @@ def test_compiled_fsdp_matmul_gathers_the_weight_and_reduces_its_gradient():
 
 def test_per_device_bytes_of_sharded_and_replicated_leaves():
   mesh = jax.make_mesh((8,), ('data',), axis_types=(jax.sharding.AxisType.Auto,))
-  tree = {'w': jax.ShapeDtypeStruct((64, 3), jnp.float32), 'b': jax.ShapeDtypeStruct((3,), jnp.int8)}
+  tree = {'w': jax.ShapeDtypeStruct((64, 3), jnp.float32),
+          'b': jax.ShapeDtypeStruct((3,), jnp.int8)}
   shardings = {'w': NamedSharding(mesh, P('data')), 'b': NamedSharding(mesh, P())}
   assert hlo_stats.per_device_bytes(tree, shardings) == 8 * 3 * 4 + 3
   assert hlo_stats.tree_bytes(tree) == 64 * 3 * 4 + 3

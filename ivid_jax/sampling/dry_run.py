@@ -1,4 +1,4 @@
-"""`ivid-jax sample --dry_run`: the view chain's per-device memory, FLOPs per scene, scenes per hour.
+"""`ivid-jax sample --dry_run`: the view chain's memory per device, FLOPs and scenes per hour.
 
 The networks are built from their configs (or model files) as abstract
 shapes: no weights are needed or allocated. Three programs are compiled for
@@ -232,8 +232,8 @@ def format_report(r: Report) -> str:
       ('bytes accessed per scene', h(r.bytes_per_scene)),
   ]
   width = max(len(k) for k, _ in rows)
-  lines = [f'DRY RUN: nothing was sampled or written. Per device (chain compiled in '
-           f'{r.compile_seconds:.0f} s):']
+  lines = [f'DRY RUN: nothing was sampled or written. Per device (chain compiled, or loaded '
+           f'from the compilation cache, in {r.compile_seconds:.0f} s):']
   lines += [f'  {k:<{width}}  {v}' for k, v in rows]
   if r.platform == 'cpu':
     lines.append('  (memory: XLA:CPU\'s buffer assignment; a TPU\'s or GPU\'s differs, see '

@@ -162,15 +162,15 @@ def format_report(r: Report) -> str:
                if coll.unknown_trips else '')
     rows.append((f'{kind} per step', f'{h(coll.bytes)} in {coll.count} op(s){unknown}'))
   width = max(len(k) for k, _ in rows)
-  lines = [f'DRY RUN: nothing was trained or written. Per device (compiled in '
-           f'{r.compile_seconds:.0f} s):']
+  lines = [f'DRY RUN: nothing was trained or written. Per device (compiled, or loaded from the '
+           f'compilation cache, in {r.compile_seconds:.0f} s):']
   lines += [f'  {k:<{width}}  {v}' for k, v in rows]
   if r.platform == 'cpu':
     lines.append('  (XLA:CPU figures: on a TPU or GPU the memory layout, the fusions and hence '
                  'the temporaries and bytes accessed differ; see docs/performance.md, "Dry run".')
     if r.fsdp and r.num_devices > 1:
-      lines.append('   XLA:CPU has no reduce-scatter: the gradients\' reduce-scatter compiles to an '
-                   'all-reduce of the same bytes followed by a slice.)')
+      lines.append('   XLA:CPU has no reduce-scatter: the gradients\' reduce-scatter compiles '
+                   'to an all-reduce of the same bytes followed by a slice.)')
     else:
       lines[-1] += ')'
   return '\n'.join(lines)
