@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 from typing import Any
 
 import jax
@@ -97,12 +98,12 @@ def abstract_batch(config: ml_collections.ConfigDict, image_size: int, global_ba
 def dry_run(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh | None = None,
             config_name: str = '') -> Report:
   """Compiles the training step of `config` for `mesh` (default: every device) and measures it."""
-  import time  # pylint: disable=import-outside-toplevel
   train.check_config(config)
   mesh = parallel.make_mesh() if mesh is None else mesh
   n = mesh.shape[parallel.AXIS]
   model = checkpoint.make_model(config)
   cfg = train.step_config(config)
+  # train.global_batch_size, for the mesh given rather than every device.
   global_batch = (int(config.input.batch_size) if config.input.get('batch_size', 0)
                   else int(config.input.per_device_batch_size) * n)
   parallel.check_batch(global_batch, mesh, cfg.accum_steps)
