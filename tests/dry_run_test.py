@@ -156,3 +156,14 @@ def test_sampler_dry_run_counts_both_networks_steps_of_a_scene():
   assert 1.9 * forwards <= r.flops_per_scene <= 2.2 * forwards
   # Every device holds both networks' float32 weights.
   assert r.chain.argument_bytes >= 4 * (r.uncond_params + r.cond_params)
+
+
+def test_simulated_devices_need_a_dry_run(tmp_path):
+  # Otherwise `train` would train on N simulated CPU devices.
+  cmd = [sys.executable, '-m', 'ivid_jax.main', 'train',
+         f'--config={os.path.join(ROOT, "configs", "tiny_uncond.py")}',
+         f'--workdir={tmp_path / "run"}', '--dry_run_devices=2']
+  result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
+  assert result.returncode != 0
+  assert '--dry_run_devices and --dry_run_json need --dry_run' in result.stderr
+  assert not (tmp_path / 'run').exists()

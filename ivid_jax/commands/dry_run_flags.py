@@ -18,3 +18,9 @@ DEVICES = flags.DEFINE_integer(
     lower_bound=1)
 JSON = flags.DEFINE_string('dry_run_json', None, 'With --dry_run: also write its figures as '
                            'JSON to this file (benchmarks/plan.py reads it).')
+
+# Simulated devices outside a dry run would train or sample on N CPU devices.
+flags.register_multi_flags_validator(
+    ['dry_run', 'dry_run_devices', 'dry_run_json'],
+    lambda f: f['dry_run'] or (f['dry_run_devices'] is None and f['dry_run_json'] is None),
+    message='--dry_run_devices and --dry_run_json need --dry_run')
