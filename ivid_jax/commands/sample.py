@@ -25,7 +25,7 @@ meshes from them. A seed always gives the same scene (whatever the batch
 size or device count). With several devices each batch is split over all of
 them.
 
-  ivid-jax sample --dry_run --dry_run_devices=8 --uncond=configs/imagenet128_uncond.py \
+  ivid-jax sample --dry_run --dry_run_devices=8 --uncond=configs/imagenet128_uncond.py \\
       --cond=configs/imagenet128_cond.py   # per-device memory, FLOPs and scenes per hour
 
 With --dry_run, --uncond and --cond may be config files (no weights needed).
