@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from typing import NamedTuple
 
@@ -55,6 +56,20 @@ COMMANDS: dict[str, Command] = {
 _HELP = ('-h', '--help', '--helpshort')
 
 
+def simulate_devices(args: list[str]) -> None:
+  """`--dry_run_devices=N`: N simulated CPU devices, set where JAX reads it when it starts."""
+  for i, arg in enumerate(args):
+    if arg.split('=', 1)[0] != '--dry_run_devices':
+      continue
+    value = arg.split('=', 1)[1] if '=' in arg else (args[i + 1] if i + 1 < len(args) else '')
+    if not value.isdigit() or int(value) < 1:
+      return  # absl reports the bad value
+    kept = [f for f in os.environ.get('XLA_FLAGS', '').split()
+            if not f.startswith('--xla_force_host_platform_device_count')]
+    os.environ['XLA_FLAGS'] = ' '.join(kept + [f'--xla_force_host_platform_device_count={value}'])
+    os.environ['JAX_PLATFORMS'] = 'cpu'
+
+
 def usage() -> str:
   """The synopsis: this module's docstring and every command with its summary."""
   width = max(len(name) for name in COMMANDS)
@@ -73,6 +88,7 @@ def run(argv: list[str] | None = None) -> None:
   if name not in COMMANDS:
     sys.stderr.write(f'ivid-jax: unknown command {name!r}\n\n{usage()}')
     sys.exit(2)
+  simulate_devices(argv[2:])  # before the command imports JAX
   module = importlib.import_module(COMMANDS[name].module)
   if any(a in _HELP for a in argv[2:]):
     sys.stdout.write(module.__doc__.rstrip() + '\n')

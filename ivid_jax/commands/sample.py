@@ -24,6 +24,11 @@ metrics), with <suffix> = class<c>_seed<s>; `ivid-jax render` makes videos and
 meshes from them. A seed always gives the same scene (whatever the batch
 size or device count). With several devices each batch is split over all of
 them.
+
+  ivid-jax sample --dry_run --dry_run_devices=8 --uncond=configs/imagenet128_uncond.py \\
+      --cond=configs/imagenet128_cond.py   # per-device memory, FLOPs and scenes per hour
+
+With --dry_run, --uncond and --cond may be config files (no weights needed).
 """
 
 from __future__ import annotations
@@ -34,6 +39,10 @@ import time
 
 from absl import app
 from absl import flags
+
+from ivid_jax.commands import dry_run_flags
+
+flags.adopt_module_key_flags(dry_run_flags)
 
 _UNCOND = flags.DEFINE_string('uncond', None, 'Model file of the unconditional network (view 0).')
 _COND = flags.DEFINE_string('cond', None, 'Model file of the conditional network (views 1..).')
@@ -90,6 +99,13 @@ def _bar(total: int, desc: str):
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f'sample takes no positional arguments, got {argv[1:]}')
+  if dry_run_flags.DRY_RUN.value:
+    if not (_UNCOND.value and _COND.value):
+      raise app.UsageError('sample --dry_run needs --uncond and --cond (config or model files)')
+    from ivid_jax.sampling import dry_run  # pylint: disable=g-import-not-at-top
+    dry_run.main(_UNCOND.value, _COND.value, viewset=_VIEWSET.value,
+                 batch_size=_BATCH_SIZE.value, json_path=dry_run_flags.JSON.value)
+    return
   if not _OUT.value:
     raise app.UsageError('sample needs --out=DIR')
   from ivid_jax.data.errors import BadExampleError  # pylint: disable=g-import-not-at-top

@@ -12,6 +12,9 @@ config.json, checkpoints/ (orbax; a rerun resumes from the latest), previews/
 metrics.jsonl). Multi-host: --distributed on Cloud TPU VMs (JAX finds the
 pod), or --coordinator_address=HOST:PORT --num_processes=N --process_id=I
 elsewhere, one process per host.
+
+  ivid-jax train --config=configs/imagenet128_cond.py --config.parallel.fsdp=True \
+      --dry_run --dry_run_devices=8   # per-device memory, FLOPs, collectives; no workdir
 """
 
 from __future__ import annotations
@@ -19,6 +22,10 @@ from __future__ import annotations
 from absl import app
 from absl import flags
 from ml_collections import config_flags
+
+from ivid_jax.commands import dry_run_flags
+
+flags.adopt_module_key_flags(dry_run_flags)
 
 _CONFIG = config_flags.DEFINE_config_file(
     'config', None, 'A get_config() file, e.g. configs/synthetic_uncond.py (path[:arg]).',
@@ -36,6 +43,13 @@ _PROCESS_ID = flags.DEFINE_integer('process_id', None, 'This process, 0..num_pro
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f'train takes no positional arguments, got {argv[1:]}')
+  if dry_run_flags.DRY_RUN.value:
+    if _CONFIG.value is None:
+      raise app.UsageError('train --dry_run needs --config=CONFIG.py')
+    from ivid_jax.training import dry_run  # pylint: disable=g-import-not-at-top
+    dry_run.main(_CONFIG.value, config_flags.get_config_filename(flags.FLAGS['config']),
+                 dry_run_flags.JSON.value)
+    return
   if _CONFIG.value is None or not _WORKDIR.value:
     raise app.UsageError('train needs --config=CONFIG.py and --workdir=DIR')
   from ivid_jax.training import parallel  # pylint: disable=g-import-not-at-top
