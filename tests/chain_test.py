@@ -136,7 +136,6 @@ def oracle():
   return jax.tree.map(np.asarray, (true_views, out, frames))
 
 
-@pytest.mark.slow  # the chain and the exact renderer at 32 px: about a minute on 2 cores
 def test_the_oracle_chain_reproduces_the_true_views(oracle):
   true_views, out, _ = oracle
   views = out.views[0]
@@ -155,7 +154,6 @@ def test_the_oracle_chain_reproduces_the_true_views(oracle):
     assert _psnr(cond.depth[0, j], true_views[j + 1, ..., 3:], mask) >= 30.0, j
 
 
-@pytest.mark.slow  # shares the oracle chain's fixture
 def test_the_renderer_reproduces_held_out_true_views(oracle):
   true_views, _, (color, depth) = oracle
   for f in range(4):
