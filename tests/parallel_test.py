@@ -79,6 +79,8 @@ def test_two_processes_train_three_steps_and_agree(tmp_path):
     state, _ = step(state, pipeline.to_global(next(batches), parallel.batch_sharding(mesh)))
   flat = traverse_util.flatten_dict(jax.device_get(state.params), sep='/')
   assert sorted(flat) == sorted(k for k in a.files if k not in ('step', 'devices'))
+  # Measured: within 1.6e-7 (absolute) after 3 steps, where Adam moves a param by up to the
+  # lr, 1e-3, per step.
   for key, value in flat.items():
     np.testing.assert_allclose(a[key], value, rtol=1e-4, atol=1e-6, err_msg=key)
   assert os.path.isdir(tmp_path / 'run' / 'checkpoints' / '3')

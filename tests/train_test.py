@@ -233,12 +233,14 @@ def _check_same_step(state, batch, runs, base):
   assert ref_metrics['finite'] == 1
   for name, (config, mesh) in runs.items():
     new, metrics = _one_step(config, mesh, state, batch)
-    # Same draws, same data: only the order of float sums differs.
+    # Same draws, same data: only the order of float sums differs (measured on the micro
+    # network: loss and gradient norm within 2.4e-7).
     np.testing.assert_allclose(metrics['loss'], ref_metrics['loss'], rtol=1e-5, err_msg=name)
     np.testing.assert_allclose(metrics['grad_norm'], ref_metrics['grad_norm'], rtol=1e-5,
                                err_msg=name)
     # Per leaf, relative to its largest value: a wrong or missing update (lr 1e-3 on
-    # params of scale 0.01-1) would be 1e-3 off; float reordering is ~1e-7.
+    # params of scale 0.01-1) would be 1e-3 off; float reordering is at most 1.4e-6 (measured:
+    # params 1.4e-6, EMAs 1.2e-6, Adam's moments 9e-7).
     for what in ('params', 'ema', 'opt_state'):
       for a, b in zip(jax.tree.leaves(getattr(ref, what)), jax.tree.leaves(getattr(new, what))):
         scale = max(float(np.abs(a).max()), 1e-30)
@@ -277,14 +279,15 @@ def test_the_cond_step_builds_its_pair_on_device_and_trains_all_10_channels():
   assert batch['camera']['yaw'].shape == (8,) and batch['rng'].shape == (8, 2)
   new, metrics = _one_step(config, mesh, state, batch)
   assert metrics['finite'] == 1 and int(new.step) == int(state.step) + 1
-  # eps-MSE of a random network: O(1) (measured 1.4).
-  assert 0.1 < float(metrics['loss']) < 10.0, metrics['loss']
+  # eps-MSE of a random network whose output is small: about 1 (measured 1.04).
+  assert 0.5 < float(metrics['loss']) < 2.0, metrics['loss']
   first, before = new.params['input_blocks_0_0']['kernel'], state.params['input_blocks_0_0']['kernel']
   assert first.shape == (3, 3, 10, 8)
-  # Adam's first update moves every weight with a gradient by about lr (1e-3): the condition's
-  # channels (y, mask, mask_rgb) reached the loss.
+  # Adam's first update moves every weight with a nonzero gradient by lr (1e-3) times
+  # |g| / (|g| + 1e-8): the condition's channels (y, mask, mask_rgb) reached the loss
+  # (measured: every one of them moved by 0.99999e-3 or more).
   moved = np.abs(first - before)[:, :, 4:]
-  assert moved.min() > 1e-4, moved.min()
+  assert moved.min() > 0.9e-3, moved.min()
 
 
 def test_fsdp_shards_params_optimiser_state_and_ema():
