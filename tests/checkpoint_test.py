@@ -37,7 +37,8 @@ def test_sigkill_in_the_middle_of_a_save_keeps_the_previous_checkpoint(tmp_path)
            '--config.writer=basic']
   log = open(tmp_path / 'log.txt', 'w', encoding='utf-8')
   proc = subprocess.Popen([sys.executable, '-m', 'ivid_jax.main', 'train',
-                           f'--config={CONFIGS}/tiny_uncond.py:micro', f'--workdir={workdir}', *flags],
+                           f'--config={CONFIGS}/tiny_uncond.py:micro', f'--workdir={workdir}',
+                           *flags],
                           stdout=log, stderr=subprocess.STDOUT)
   folder = workdir / 'checkpoints'
   unfinished, deadline = [], time.monotonic() + 900

@@ -107,7 +107,7 @@ class _HalfX0:
 
 def test_previews_sample_with_the_configs_ddim_eta():
   model = _HalfX0()
-  # 16,384 values: the noise's std to ~1%.
+  # 16,384 values: the noise's std to 0.6%.
   inputs = previews.make_inputs(kind='uncond', num=4, image_size=32, num_classes=None, seed=0)
   got = {eta: previews.sample({}, inputs, model=model, kind='uncond', steps=5, guidance_w=0.0,
                               eta=eta).astype(np.float64) for eta in (0.0, 1.0)}

@@ -281,7 +281,8 @@ def test_the_cond_step_builds_its_pair_on_device_and_trains_all_10_channels():
   assert metrics['finite'] == 1 and int(new.step) == int(state.step) + 1
   # eps-MSE of a random network whose output is small: about 1 (measured 1.04).
   assert 0.5 < float(metrics['loss']) < 2.0, metrics['loss']
-  first, before = new.params['input_blocks_0_0']['kernel'], state.params['input_blocks_0_0']['kernel']
+  first = new.params['input_blocks_0_0']['kernel']
+  before = state.params['input_blocks_0_0']['kernel']
   assert first.shape == (3, 3, 10, 8)
   # Adam's first update moves every weight with a nonzero gradient by lr (1e-3) times
   # |g| / (|g| + 1e-8): the condition's channels (y, mask, mask_rgb) reached the loss
