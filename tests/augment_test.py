@@ -24,6 +24,8 @@ def test_noise_is_deterministic_per_key_and_bounded(fn, batch):
   sigmas = np.asarray(jnp.std(a - batch, axis=(1, 2, 3)))
   assert len(set(np.round(sigmas, 6))) == 8
   max_sigma = 0.005 if fn is augment.prewarp_noise else 0.03
+  # sigma ~ U(0, max_sigma); each std is estimated from 1,024 values, to ~2% (measured largest
+  # 0.97 max_sigma).
   assert sigmas.max() < 1.1 * max_sigma
 
 
@@ -40,13 +42,14 @@ def test_blur_replaces_rgb_by_the_blurred_clean_image_with_probability_0_8():
   cond = jnp.zeros_like(clean)
   out = np.asarray(augment.blur(jax.random.key(0), clean, cond))
   replaced = np.abs(out).sum((1, 2, 3)) > 0
+  # 1,000 Bernoulli(0.8) draws: std 0.013, so +-0.04 is 3 sigma (measured 0.817).
   assert 0.76 < replaced.mean() < 0.84
   # A replaced image is a 3x3 Gaussian blur (sigma in (1e-3, 1 + 1e-3)) of the clean one.
   i = int(np.argmax(replaced))
   x = np.asarray(clean[i])
   best = min(np.abs(np.asarray(image.gaussian_blur(x, s)) - out[i]).max()
              for s in np.linspace(1e-3, 1.001, 2001))
-  assert best < 1e-3
+  assert best < 1e-5  # measured 0.0: the drawn sigma lies on this grid's float32 blur
 
 
 def test_gaussian_blur_matches_opencv_formula():

@@ -70,6 +70,7 @@ def test_random_training_camera_is_deterministic_with_the_reference_spread():
   assert not np.array_equal(a, cameras.random_training_camera(jax.random.key(1), (4096,)))
   c = np.asarray(cameras.camera_center(a))
   radius = np.linalg.norm(c, axis=-1)
-  assert np.std(radius) == pytest.approx(0.1, rel=0.1)
+  # The std of 4,096 normal draws is known to 1.1%: 5% is 4.5 of that (measured 0.5% and 0.2%).
+  assert np.std(radius) == pytest.approx(0.1, rel=0.05)
   yaw = np.arctan2(c[:, 0], c[:, 2])
-  assert np.std(yaw) == pytest.approx(0.15, rel=0.1)
+  assert np.std(yaw) == pytest.approx(0.15, rel=0.05)

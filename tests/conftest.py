@@ -119,7 +119,8 @@ def tiny_synthetic_model_files(tmp_path_factory):
 # loadfile, with --no-loadscope-reorder in pytest.ini): starting with the longest and ending with
 # the short ones keeps the two workers busy until the end, instead of one waiting for a long
 # module that happened to be handed out last. A missing or extra name only changes the order.
-_LONGEST_FIRST = ('train_test', 'demo_test', 'warp_test', 'chain_test', 'unet_test',
+_LONGEST_FIRST = ('train_test', 'demo_test', 'warp_test', 'chain_test', 'parallel_test',
+                  'checkpoint_test', 'unet_test',
                   'sample_render_commands_test', 'eval_commands_test', 'notebooks_test',
                   'consistency_test', 'diffusion_test', 'convert_test', 'raster_test',
                   'fusion_test', 'fused_test', 'render_test', 'data_end_to_end_test',

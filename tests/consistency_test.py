@@ -78,7 +78,7 @@ def test_flatness_of_planes_and_of_a_real_scene(scenes):
   bump = 1.0 / (0.8 + 0.3 * x) - 0.5 * np.exp(-((x ** 2 + y ** 2) / 0.02))
   flat = np.asarray(consistency.flatness(np.stack([tilted_plane, constant, bump])))
   assert flat[0] == pytest.approx(1.0, abs=1e-5) and flat[1] == 1.0
-  assert flat[2] < 0.9
+  assert flat[2] < 0.9  # measured 0.58: a bump of half the depth range is not a plane
   # Synthetic scenes (objects in front of a backdrop): far from one plane.
   assert np.asarray(consistency.flatness(scenes[0].depth)).mean() < 0.7
 

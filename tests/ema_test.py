@@ -33,4 +33,4 @@ def test_warm_up_forgets_the_initial_weights_quickly():
   start_weight = np.prod([(1 + k) / (10 + k) for k in range(5)])  # 5.0e-4
   # float32: 1 - avg is known to ~6e-8 absolute, i.e. 1e-4 of 5e-4.
   np.testing.assert_allclose(1 - float(avg[0]['w']), start_weight, rtol=1e-3)
-  np.testing.assert_allclose(1 - float(plain[0]['w']), 0.999 ** 5, rtol=1e-4)
+  np.testing.assert_allclose(1 - float(plain[0]['w']), 0.999 ** 5, rtol=1e-6)  # measured 6e-8

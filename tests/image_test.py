@@ -44,8 +44,8 @@ def test_downsample_color_8bit_truncates_then_resamples_like_pil():
   u8 = (np.clip(x, 0, 1) * 255).astype(np.uint8)
   ref = np.asarray(Image.fromarray(u8).resize((16, 16), Image.LANCZOS)) / 255.0
   got = np.asarray(image.downsample_color_8bit(jnp.asarray(x), 16))
-  assert np.abs(got - ref).max() <= 1 / 255 + 1e-7
-  assert (np.abs(got - ref) > 1e-6).mean() < 1e-2
+  # Measured: every value equal to float32 rounding (largest difference 7e-8).
+  np.testing.assert_allclose(got, ref, rtol=0, atol=1e-6)
 
 
 def test_downsample_color_8bit_of_packed_words_equals_that_of_the_colours():

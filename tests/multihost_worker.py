@@ -16,7 +16,7 @@ def main(port: str, process_id: str, workdir: str, out: str) -> None:
   from ivid_jax.configs import tiny_uncond  # pylint: disable=g-import-not-at-top
   from ivid_jax.training import train  # pylint: disable=g-import-not-at-top
   assert jax.process_count() == 2 and jax.device_count() == 2 * jax.local_device_count()
-  config = tiny_uncond.get_config()
+  config = tiny_uncond.get_config('micro')  # parallel_test compares with the same config
   config.writer = 'basic'
   config.total_steps = config.log_every_steps = config.checkpoint_every_steps = 3
   config.preview_every_steps = 0

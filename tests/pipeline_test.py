@@ -111,8 +111,12 @@ def test_camera_distribution_follows_the_reference():
   yaw = np.array([c['yaw'] for c in cams])
   radius = np.array([c['radius'] for c in cams])
   target = np.stack([c['target'] for c in cams])
+  # 2,000 draws: the standard errors are 0.0024 (yaw's std), 0.0034 (yaw's mean), 0.0022
+  # (radius's mean) and 0.0016 (its std), so 0.01 is 3-6 of them (measured differences
+  # 0.0016, 0.0016, 0.0018, 0.0009).
   assert abs(yaw.std() - 0.15) < 0.01 and abs(yaw.mean()) < 0.01
   assert abs(radius.mean() - 1.0) < 0.01 and abs(radius.std() - 0.1) < 0.01
+  # Standard error 0.0008; measured differences up to 0.0004.
   np.testing.assert_allclose(target.std(axis=0), 0.05, atol=0.004)
   # Keys differ between examples and epochs.
   k = pipeline.example_camera_and_rng(0, 0, 0)['rng']

@@ -1,9 +1,5 @@
 """The rasteriser's XLA:CPU kernel: the jnp rasteriser's fragments and accumulations, thread-count independent, clear fallbacks."""
 
-import os
-import shlex
-import shutil
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -18,28 +14,23 @@ from ivid_jax.geometry import render
 from ivid_jax.rendering import fusion
 from ivid_jax.sampling import aggregate
 
+import cpu_kernel
+
 # Two of the reference's swing frames, a side and the middle.
 FRAMES = [0, 4]
-
-
-def _compiler_present() -> bool:
-  return shutil.which(shlex.split(os.environ.get('CXX', 'c++'))[0]) is not None
 
 
 def test_the_kernel_builds_where_a_compiler_is_present():
   # On CPUs the kernel is the default path: a machine with a compiler where it does not build
   # would silently fall back to jnp (several times slower), so this fails instead of skipping.
-  if os.environ.get('IVID_JAX_CPU_KERNEL') == '0' or not _compiler_present():
-    pytest.skip('no C++ compiler here (or the kernel is turned off): the jnp path is used')
-  ok, why = raster_kernel.available()
-  assert ok, why
+  cpu_kernel.require()
   assert raster_kernel.resolve('auto') == 'cpu'
 
 
-needs_kernel = pytest.mark.skipif(
-    not (jax.default_backend() == 'cpu' and _compiler_present()
-         and os.environ.get('IVID_JAX_CPU_KERNEL') != '0'),
-    reason='needs the CPU backend and a C++ compiler')
+@pytest.fixture
+def needs_kernel():
+  """Skips without a compiler; fails where one is present and the kernel does not build."""
+  cpu_kernel.require()
 
 
 def _warp_meshes(fbwarp_ref):
@@ -63,7 +54,7 @@ def _assert_same_fragments(got, want, max_ties=0):
   np.testing.assert_array_equal(front, np.asarray(want.front))
 
 
-@needs_kernel
+@pytest.mark.usefixtures('needs_kernel')
 def test_rasterize_gives_the_jnp_rasterisers_fragments(fbwarp_ref):
   clip, faces = _warp_meshes(fbwarp_ref)
   kw = dict(height=384, width=384, near=0.1, far=200.0)
@@ -72,7 +63,7 @@ def test_rasterize_gives_the_jnp_rasterisers_fragments(fbwarp_ref):
   _assert_same_fragments(raster_kernel.rasterize(clip, faces, **kw), want)
 
 
-@needs_kernel
+@pytest.mark.usefixtures('needs_kernel')
 def test_rasterize_culls_and_clips_at_the_near_plane_as_the_jnp_rasteriser():
   # A wavy grid seen from so close that the near plane cuts it (faces behind the camera, faces
   # crossing the near plane: homogeneous edges), then with its faces turned round (all back
@@ -117,7 +108,7 @@ def supersampled(scene):
   return args, kw, frames('jnp'), frames('cpu') if raster_kernel.available()[0] else None
 
 
-@needs_kernel
+@pytest.mark.usefixtures('needs_kernel')
 def test_accumulate_draws_the_same_samples_as_the_jnp_path(supersampled):
   _, _, ref, out = supersampled
   color, depth = np.asarray(out.color), np.asarray(out.depth)
@@ -140,7 +131,7 @@ def test_accumulate_draws_the_same_samples_as_the_jnp_path(supersampled):
   assert np.mean(diff == 0) > 0.3
 
 
-@needs_kernel
+@pytest.mark.usefixtures('needs_kernel')
 def test_both_paths_aggregate_the_same_conditions(aggregate_ref):
   views = jnp.asarray(aggregate_ref['views'])
   mvs = jnp.asarray(aggregate_ref['modelviews'])
@@ -161,7 +152,7 @@ def test_both_paths_aggregate_the_same_conditions(aggregate_ref):
     assert np.mean(diff > 0) < 0.06
 
 
-@needs_kernel
+@pytest.mark.usefixtures('needs_kernel')
 def test_kernel_results_do_not_depend_on_the_thread_count(supersampled, fbwarp_ref, monkeypatch):
   args, kw, _, out = supersampled
   clip, faces = _warp_meshes(fbwarp_ref)
@@ -211,7 +202,7 @@ def test_a_failed_build_names_the_source_and_leaves_nothing(monkeypatch, tmp_pat
   assert list(cache.iterdir()) == []  # no half-written library for a later run to load
 
 
-@needs_kernel
+@pytest.mark.usefixtures('needs_kernel')
 def test_the_built_library_is_cached(monkeypatch, tmp_path):
   monkeypatch.setattr(raster_kernel, '_state', {})
   monkeypatch.setenv('IVID_JAX_CACHE_DIR', str(tmp_path))

@@ -63,7 +63,7 @@ def test_magnified_surface_has_no_holes():
   mv = cameras.look_at((0.0, 0.0, -0.5), (0.0, 0.0, -3.0))
   _, frags = _render_plane(np.full((n, n), 2.0, np.float32), mv, 64)
   assert bool(np.all(frags.covered))
-  np.testing.assert_allclose(np.asarray(frags.depth), 0.5, rtol=1e-4)
+  np.testing.assert_allclose(np.asarray(frags.depth), 0.5, rtol=1e-6)  # measured 1.2e-7
 
 
 @pytest.mark.parametrize('near_first', [True, False])

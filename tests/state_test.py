@@ -18,7 +18,8 @@ def test_default_is_the_authors_adamw():
   u2, _ = ref.update(grads, ref.init(params), params)
   np.testing.assert_allclose(u1['w'], u2['w'], rtol=1e-6)
   # Adam's first step moves every coordinate by lr (the sign of the gradient).
-  np.testing.assert_allclose(u1['w'], -1e-4 * np.sign(grads['w']), rtol=1e-3)
+  # Exactly, but for Adam's eps: lr |g| / (|g| + 1e-8) (measured 6.7e-6 off).
+  np.testing.assert_allclose(u1['w'], -1e-4 * np.sign(grads['w']), rtol=1e-4)
 
 
 def test_schedules():

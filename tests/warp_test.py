@@ -34,7 +34,7 @@ def test_identity_camera_returns_the_input(fbwarp_ref):
   assert np.all(mask[interior & ~near_edge])
   # Colour comes back through two 8-bit Lanczos resamplings of the same grid.
   assert _psnr(np.asarray(out.color)[mask], rgbd[..., :3][mask]) > 35.0
-  np.testing.assert_allclose(np.asarray(out.depth[..., 0])[mask], z[mask], atol=1e-4)
+  np.testing.assert_allclose(np.asarray(out.depth[..., 0])[mask], z[mask], atol=1e-5)  # 2.4e-7
 
 
 def test_fronto_parallel_plane_moves_by_the_homography():
@@ -85,8 +85,9 @@ def test_parity_with_the_authors_opengl_warp(fbwarp_ref, case):
   assert iou >= 0.999
   common = ref_mask & mask
   assert _psnr(np.asarray(out.color)[common], fbwarp_ref['color'][case][common]) >= 60.0
+  # Depth: float32 against the authors' OpenGL depth buffer, measured within 1.9e-5 (case 5).
   np.testing.assert_allclose(np.asarray(out.depth)[common], fbwarp_ref['depth'][case][common],
-                             atol=1e-3)
+                             atol=1e-4)
 
 
 def test_batched_jitted_equals_per_example(fbwarp_ref):
