@@ -90,8 +90,13 @@ NUM_3X9 = viewsets.make('3x9', num_scenes=1).num_views  # 27
 @dataclasses.dataclass(frozen=True)
 class Options:
   """Everything a demo run is a function of (defaults: the 5-minute CPU run)."""
-  classes: tuple[Any, ...] = DEFAULT_CLASSES  # class names or labels, one scene each
-  seed: int = 0  # scene i is sampler seed `seed + i`; the image-to-3D scene comes last
+  # Class names or labels, one per scene (or one for all `seeds`), or a mode of
+  # `sampler.choose_classes` ('mod', 'uniform', 'random'; needs `seeds`).
+  classes: tuple[Any, ...] | str = DEFAULT_CLASSES
+  seed: int = 0  # without `seeds`: scene i is sampler seed `seed + i`
+  # The scenes' sampler seeds (None: seed, seed + 1, ... one per class); the image-to-3D and
+  # orbit scenes take the two seeds after the largest.
+  seeds: tuple[int, ...] | None = None
   steps_uncond: int = 50  # DDIM steps of view 0
   steps_cond: int = 20  # DDIM steps of each further view
   # DDIM eta of view 0 and of the further views. The authors sample with 0 (deterministic);
@@ -251,6 +256,30 @@ def parse_classes(classes: Sequence[Any] | str, num_classes: int | None) -> list
     if bad:
       raise ValueError(f'class labels {bad} are outside 0..{num_classes - 1}')
   return labels
+
+
+def scene_seeds_and_labels(opts: Options, num_classes: int | None,
+                           has_null_class: bool = False) -> tuple[list[int], list[int]]:
+  """The 3x9 scenes' seeds and class labels (`Options.seeds`, `Options.classes`).
+
+  Networks without classes get label 0 per scene (unused by the sampler).
+  """
+  if isinstance(opts.classes, str) and opts.classes in ('mod', 'uniform', 'random'):
+    if opts.seeds is None:
+      raise ValueError(f'classes {opts.classes!r} needs the seeds (Options.seeds)')
+    seeds = list(opts.seeds)
+    labels = sampler.choose_classes(seeds, opts.classes, num_classes, allow_null=has_null_class)
+    return seeds, [0] * len(seeds) if labels is None else [int(c) for c in labels]
+  labels = parse_classes(opts.classes, num_classes)
+  if opts.seeds is None:
+    return [opts.seed + i for i in range(len(labels))], labels
+  seeds = list(opts.seeds)
+  if len(labels) == 1:
+    labels = labels * len(seeds)
+  if len(labels) != len(seeds):
+    raise ValueError(f'{len(labels)} classes for {len(seeds)} seeds: give one per seed or one '
+                     'for all')
+  return seeds, labels
 
 
 def class_name(label: int, num_classes: int | None) -> str:
@@ -601,7 +630,7 @@ def run_demo(out_dir: str, *, uncond: str | None = None, cond: str | None = None
   uncond = uncond or shipped_model('uncond')
   cond = cond or shipped_model('cond')
   nets = load_networks(uncond, cond, opts.guidance)
-  labels = parse_classes(opts.classes, nets.num_classes)
+  seeds, labels = scene_seeds_and_labels(opts, nets.num_classes, nets.has_null_class)
   n = nets.image_size
   settings = chain_settings(opts, n)
   stage('load')
@@ -615,14 +644,14 @@ def run_demo(out_dir: str, *, uncond: str | None = None, cond: str | None = None
         f'({textures} textures) by the dataset\'s generator, while view 0 is sampled')
     pending = start_heldout_scenes(n, wanted, textures)
 
-  seeds = [opts.seed + i for i in range(len(labels))]
+  next_seed = max(seeds) + 1  # the image-to-3D scene's, then the orbit scene's
   with_classes = nets.num_classes is not None
   orbit_views = 0
   if opts.orbit_views:
     orbit_views = viewsets.make(f'orbit:{opts.orbit_views}', num_scenes=1).num_views
     orbit_label = orbit_class(opts.orbit_class, labels, nets.num_classes)
     # After the image-to-3D scene's seed, whether it is drawn or not.
-    orbit_seed = opts.seed + len(labels) + 1
+    orbit_seed = next_seed + 1
   # The orbit scene's views ride in the 3x9 scenes' batch when it has as many (module docstring).
   shared = orbit_views == NUM_3X9
   first_sampler = ('DDPM' if opts.steps_uncond >= nets.uncond.schedule.num_steps else
@@ -653,7 +682,7 @@ def run_demo(out_dir: str, *, uncond: str | None = None, cond: str | None = None
     # True geometry in the sampler's encoding (module docstring): the true views are targets.
     given = ground_truth.sampler_views(truth[opts.heldout])[0]
     all_first.append(given[None])
-    all_seeds.append(opts.seed + len(labels))
+    all_seeds.append(next_seed)
     # Its true class for synthetic_rgbd networks; others get their null class (a photo's).
     synthetic_nets = nets.num_classes == synthetic.NUM_CLASSES
     all_labels.append(opts.heldout % synthetic.NUM_CLASSES if synthetic_nets else
