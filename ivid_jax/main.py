@@ -130,7 +130,14 @@ def parse_only(line: str | Sequence[str]) -> tuple[str, list[str]]:
   name, args = argv[0], argv[1:]
   module = _load(name)
   flags.FLAGS.unparse_flags()
-  rest = flags.FLAGS([f'ivid-jax {name}'] + _with_default_config(module, args))
+  for flag_name in [f for f in flags.FLAGS if '.' in f]:
+    delattr(flags.FLAGS, flag_name)  # a config's --config.FIELD flags: the next parse makes its own
+  full = [f'ivid-jax {name}'] + _with_default_config(module, args)
+  saved, sys.argv = sys.argv, full  # config_flags reads --config.FIELD overrides from sys.argv
+  try:
+    rest = flags.FLAGS(full)
+  finally:
+    sys.argv = saved
   return name, rest[1:]
 
 
@@ -231,8 +238,9 @@ def run(argv: list[str] | None = None) -> None:
       sys.stderr.write(f'ivid-jax {name}: error: {_one_line(e)}\n')
       sys.exit(1)
 
-  app.run(main, argv=[f'ivid-jax {name}'] + _with_default_config(module, argv[2:]),
-          flags_parser=parse)
+  full = [f'ivid-jax {name}'] + _with_default_config(module, argv[2:])
+  sys.argv = full  # config_flags reads --config.FIELD overrides from sys.argv
+  app.run(main, argv=full, flags_parser=parse)
 
 
 if __name__ == '__main__':

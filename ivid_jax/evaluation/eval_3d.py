@@ -16,6 +16,7 @@ from ivid_jax.evaluation import consistency
 from ivid_jax.evaluation import report
 from ivid_jax.evaluation import scenes as scenes_lib
 
+METRICS = consistency.METRICS  # every metric; the default drops TSED without OpenCV
 TSED_NOTE = "TSED left out: it needs OpenCV (pip install 'ivid-jax[eval]')."
 
 # (metric, key, column title) of the report's table, in its order.
