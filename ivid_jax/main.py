@@ -135,10 +135,30 @@ def parse_only(line: str | Sequence[str]) -> tuple[str, list[str]]:
   full = [f'ivid-jax {name}'] + _with_default_config(module, args)
   saved, sys.argv = sys.argv, full  # config_flags reads --config.FIELD overrides from sys.argv
   try:
-    rest = flags.FLAGS(full)
+    rest = _parse_flags(full)
   finally:
     sys.argv = saved
   return name, rest[1:]
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+  """FLAGS(argv), every failure a flags.Error (a config override of an unknown field raises
+  AttributeError or KeyError inside ml_collections)."""
+  try:
+    rest = flags.FLAGS(argv)
+  except flags.Error:
+    raise
+  except Exception as e:  # pylint: disable=broad-except
+    raise flags.IllegalFlagValueError(
+        f'{type(e).__name__}: {e} (a --config.FIELD override must name a field of the config)'
+    ) from e
+  # A config file that fails to load is kept as an object that raises when used: load it now.
+  error = getattr(flags.FLAGS['config'].value, '_error', None) if 'config' in flags.FLAGS else None
+  if error is not None:
+    raise flags.IllegalFlagValueError(
+        f'--config={flags.FLAGS["config"].serialize().split("=", 1)[-1]}: '
+        + ' '.join(str(error).split())) from error
+  return rest
 
 
 def _traceback_wanted() -> bool:
@@ -216,7 +236,7 @@ def run(argv: list[str] | None = None) -> None:
 
   def parse(args: list[str]) -> list[str]:
     try:
-      return flags.FLAGS(args)
+      return _parse_flags(args)
     except flags.Error as e:
       _usage_error(name, module, str(e))
 

@@ -315,9 +315,10 @@ def test_scores_of_the_true_views_are_perfect():
   truth = scenes.heldout_scenes(16, [2], 'solid')[2]
   views = ground_truth.sampler_views(truth)
 
-  class Condition:  # the first half of every view shown
+  class Condition:  # the first half of every view shown, its depth too
     mask_rgb = np.zeros((26, 16, 16, 1), bool)
     mask_rgb[:, :8] = True
+    mask = mask_rgb
 
   s = scenes.score_against_truth(views, Condition, truth)
   assert s['psnr_all'] == s['psnr_shown'] == s['psnr_inpainted'] == ground_truth.PSNR_CAP
@@ -325,6 +326,7 @@ def test_scores_of_the_true_views_are_perfect():
   # Depth beyond the sampler's far plane (5) saturates at z = 1, and depth_error clips the
   # truth to the same range; what is left is float32 rounding of the z round trip.
   assert s['depth_abs_rel'] < 1e-5
+  assert s['depth_abs_rel_known'] < 1e-5 and s['depth_abs_rel_unknown'] < 1e-5
   assert s['psnr_per_view'] == [ground_truth.PSNR_CAP] * 26
 
 
