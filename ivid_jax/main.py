@@ -199,14 +199,28 @@ class _LazyFileHandler(logging.FileHandler):
     return super()._open()
 
 
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def _on_console(record: logging.LogRecord) -> bool:
+  """Warnings and errors, and ivid-jax's own one-line INFO (training's loss and rate, a
+  demo's stages); libraries' INFO and multi-line tables (the parameter count) only in the
+  log file."""
+  if record.levelno >= logging.WARNING:
+    return True
+  return (record.levelno >= logging.INFO and record.pathname.startswith(_PACKAGE_DIR)
+          and '\n' not in record.getMessage())
+
+
 def route_library_logs(folder: str | None) -> str | None:
-  """Console: warnings and errors only, unless --verbosity was given; INFO and above go to
+  """The console gets `_on_console`'s records, unless --verbosity was given (then absl's own
+  behaviour: every record at that verbosity); every INFO record goes to
   <folder>/ivid-jax.log (local folders only: a gs:// workdir keeps no such file). Returns
   the log file's path, or None."""
   from absl import logging as absl_logging  # pylint: disable=g-import-not-at-top
   if flags.FLAGS['verbosity'].present:
-    return None  # absl's own behaviour: every record at that verbosity on the console
-  absl_logging.get_absl_handler().setLevel(logging.WARNING)
+    return None
+  absl_logging.get_absl_handler().addFilter(_on_console)
   if folder is None or '://' in folder:
     return None
   handler = _LazyFileHandler(os.path.join(os.path.abspath(folder), LOG_NAME))
