@@ -66,74 +66,17 @@ def _bar(total: int, desc: str):
   return tqdm.tqdm(total=total, desc=desc, unit='view', leave=False)
 
 
-def main(argv: list[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f'sample takes no positional arguments, got {argv[1:]}')
-  opts = sampler_flags.values('authors')
-  if not _IMAGE.value and not _UNCOND.value:
-    raise app.UsageError('sample needs --uncond=MODEL_FILE (or --image=PHOTO for image-to-3D)')
-  try:
-    classes = sampler_flags.class_spec(opts['classes'])
-  except ValueError as e:
-    raise app.UsageError(str(e)) from e
-  from ivid_jax.sampling import chain  # pylint: disable=g-import-not-at-top
-  from ivid_jax.sampling import photo  # pylint: disable=g-import-not-at-top
-  from ivid_jax.sampling import sampler  # pylint: disable=g-import-not-at-top
-  from ivid_jax import atomic  # pylint: disable=g-import-not-at-top
-  from ivid_jax.sampling import scene_io  # pylint: disable=g-import-not-at-top
-  from ivid_jax.sampling import viewsets  # pylint: disable=g-import-not-at-top
+def _write_batches(seeds: list[int], batches, settings, out: str, num_views: int,
+                   batch_size: int) -> str:
+  """Draws the batches of `sampler.generate` with a progress bar each and writes their scenes
+  (process 0); the scenes folder."""
   import jax  # pylint: disable=g-import-not-at-top
-
-  try:
-    name, _ = viewsets.parse(_VIEWSET.value)
-    seeds = sampler.parse_int_list(opts['seeds'])
-  except ValueError as e:
-    raise app.UsageError(str(e)) from e
-  if not seeds:
-    raise app.UsageError(f'--seeds={opts["seeds"]!r} gives no seed')
-  cond = _COND.value
-  if cond is None and (name != 'uncond' or _IMAGE.value):
-    raise app.UsageError(f'the {_VIEWSET.value} viewset needs --cond=MODEL_FILE')
-  out = outputs.check_out(_OUT.value)
-  uncond = None if _IMAGE.value else _UNCOND.value
-  nets = sampler.load_networks(uncond, cond if (name != 'uncond' or _IMAGE.value) else None,
-                               guidance=opts['guidance'])
-  if isinstance(classes, list):
-    if any(isinstance(c, str) for c in classes) and nets.num_classes != 5:
-      raise ValueError(f'--classes: class names are synthetic_rgbd\'s, but the networks have '
-                       f'{nets.num_classes} classes: give labels')
-    classes = sampler_flags.class_labels(classes)
-  first_views = None
-  if _IMAGE.value:
-    view0 = photo.first_view(_IMAGE.value, nets.image_size, depth_path=_DEPTH.value,
-                             depth_model=_DEPTH_MODEL.value)
-    first_views = [view0] * len(seeds)
-    if 'classes' not in sampler_flags.explicit() and nets.num_classes is not None:
-      classes = '-1' if nets.has_null_class else 'mod'
-  extra = {} if opts['erode_rgb'] is None else {'erode_rgb': opts['erode_rgb']}
-  settings = chain.for_resolution(nets.image_size, steps_uncond=opts['steps_uncond'],
-                                  steps_cond=opts['steps_cond'],
-                                  clip_denoised=opts['clip_denoised'],
-                                  eta_uncond=opts['eta_uncond'], eta=opts['eta_cond'],
-                                  replace_rgb=opts['replace_rgb'],
-                                  replace_rgb_last=opts['replace_rgb_last'],
-                                  replace_depth=opts['replace_depth'], **extra)
+  from ivid_jax.sampling import chain  # pylint: disable=g-import-not-at-top
+  from ivid_jax.sampling import sampler  # pylint: disable=g-import-not-at-top
+  from ivid_jax.sampling import scene_io  # pylint: disable=g-import-not-at-top
   paths = scene_io.make_dirs(out)
-  record = {'uncond': nets.sources.get('uncond'), 'cond': nets.sources.get('cond'),
-            'viewset': _VIEWSET.value, 'seeds': seeds, 'classes': classes,
-            'preset': sampler_flags.preset_name('authors'),
-            'image': _IMAGE.value, 'depth': _DEPTH.value, 'guidance': opts['guidance'],
-            'settings': settings._asdict(), 'devices': jax.device_count()}
-  atomic.write_atomic(os.path.join(out, 'run.json'),
-                      lambda f: f.write(json.dumps(record, indent=1).encode()))
   start, done = time.time(), 0
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  batches = sampler.generate(
-      nets, seeds, viewset=_VIEWSET.value, classes=classes, batch_size=opts['batch_size'],
-      first_views=None if first_views is None else np.stack(first_views), settings=settings,
-      progress=True)
-  num_views = viewsets.make(_VIEWSET.value, num_scenes=1).num_views if name != 'random' else 2
-  per_batch = sampler.effective_batch_size(opts['batch_size'])
+  per_batch = sampler.effective_batch_size(batch_size)
   for first in range(0, len(seeds), per_batch):
     bar = _bar(num_views, f'scenes {first + 1}-{min(first + per_batch, len(seeds))}')
     seen = [0]
@@ -152,4 +95,59 @@ def main(argv: list[str]) -> None:
         scene_io.write_outputs(paths, scene, conds)
     done += len(batch.seeds)
     print(f'{done}/{len(seeds)} scenes, {time.time() - start:.1f} s', flush=True)
-  print(f'scenes: {paths["scenes"]}')
+  return paths['scenes']
+
+
+def main(argv: list[str]) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f'sample takes no positional arguments, got {argv[1:]}')
+  opts = sampler_flags.values('authors')
+  if not _IMAGE.value and not _UNCOND.value:
+    raise app.UsageError('sample needs --uncond=MODEL_FILE (or --image=PHOTO for image-to-3D)')
+  try:
+    classes = sampler_flags.class_spec(opts['classes'])
+  except ValueError as e:
+    raise app.UsageError(str(e)) from e
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  import jax  # pylint: disable=g-import-not-at-top
+  from ivid_jax import atomic  # pylint: disable=g-import-not-at-top
+  from ivid_jax.sampling import photo  # pylint: disable=g-import-not-at-top
+  from ivid_jax.sampling import sampler  # pylint: disable=g-import-not-at-top
+  from ivid_jax.sampling import viewsets  # pylint: disable=g-import-not-at-top
+
+  try:
+    name, _ = viewsets.parse(_VIEWSET.value)
+    seeds = sampler.parse_int_list(opts['seeds'])
+  except ValueError as e:
+    raise app.UsageError(str(e)) from e
+  if not seeds:
+    raise app.UsageError(f'--seeds={opts["seeds"]!r} gives no seed')
+  needs_cond = name != 'uncond' or bool(_IMAGE.value)
+  if _COND.value is None and needs_cond:
+    raise app.UsageError(f'the {_VIEWSET.value} viewset needs --cond=MODEL_FILE')
+  out = outputs.check_out(_OUT.value)
+  nets = sampler.load_networks(None if _IMAGE.value else _UNCOND.value,
+                               _COND.value if needs_cond else None, guidance=opts['guidance'])
+  if isinstance(classes, list):
+    classes = sampler_flags.class_labels(classes, nets.num_classes)
+  first_views = None
+  if _IMAGE.value:
+    view0 = photo.first_view(_IMAGE.value, nets.image_size, depth_path=_DEPTH.value,
+                             depth_model=_DEPTH_MODEL.value)
+    first_views = np.stack([view0] * len(seeds))
+    if 'classes' not in sampler_flags.explicit() and nets.num_classes is not None:
+      classes = '-1' if nets.has_null_class else 'mod'
+  settings = sampler_flags.chain_settings(opts, nets.image_size)
+  record = {'uncond': nets.sources.get('uncond'), 'cond': nets.sources.get('cond'),
+            'viewset': _VIEWSET.value, 'seeds': seeds, 'classes': classes,
+            'preset': sampler_flags.preset_name('authors'),
+            'image': _IMAGE.value, 'depth': _DEPTH.value, 'guidance': opts['guidance'],
+            'settings': settings._asdict(), 'devices': jax.device_count()}
+  atomic.write_atomic(os.path.join(out, 'run.json'),
+                      lambda f: f.write(json.dumps(record, indent=1).encode()))
+  batches = sampler.generate(
+      nets, seeds, viewset=_VIEWSET.value, classes=classes, batch_size=opts['batch_size'],
+      first_views=first_views, settings=settings, progress=True)
+  num_views = viewsets.make(_VIEWSET.value, num_scenes=1).num_views if name != 'random' else 2
+  scenes = _write_batches(seeds, batches, settings, out, num_views, opts['batch_size'])
+  print(f'scenes: {scenes}')

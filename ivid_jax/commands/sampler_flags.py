@@ -117,8 +117,12 @@ def class_spec(spec: str | None) -> str | list[int | str] | None:
   return [int(c) if c.lstrip('-').isdigit() else c for c in entries]
 
 
-def class_labels(entries: Sequence[int | str]) -> list[int]:
-  """Class names of synthetic_rgbd -> labels; labels pass through (ValueError on a bad name)."""
+def class_labels(entries: Sequence[int | str], num_classes: int | None) -> list[int]:
+  """Class names of synthetic_rgbd -> labels; labels pass through.
+
+  Raises:
+    ValueError: an unknown name, or names for networks that are not synthetic_rgbd's.
+  """
   from ivid_jax.data import synthetic  # pylint: disable=g-import-not-at-top
   labels = []
   for c in entries:
@@ -126,7 +130,22 @@ def class_labels(entries: Sequence[int | str]) -> list[int]:
       if c not in synthetic.CLASS_NAMES:
         raise ValueError(f'--classes: unknown class {c!r}; synthetic_rgbd has '
                          f'{", ".join(synthetic.CLASS_NAMES)} (or give labels)')
+      if num_classes != synthetic.NUM_CLASSES:
+        raise ValueError(f"--classes: class names are synthetic_rgbd's, but the networks have "
+                         f'{num_classes} classes: give labels')
       labels.append(synthetic.CLASS_NAMES.index(c))
     else:
       labels.append(c)
   return labels
+
+
+def chain_settings(opts: dict[str, Any], image_size: int):
+  """The chain's Settings from `values()` at the networks' resolution (chain.for_resolution)."""
+  from ivid_jax.sampling import chain  # pylint: disable=g-import-not-at-top
+  extra = {} if opts['erode_rgb'] is None else {'erode_rgb': opts['erode_rgb']}
+  return chain.for_resolution(image_size, steps_uncond=opts['steps_uncond'],
+                              steps_cond=opts['steps_cond'], clip_denoised=opts['clip_denoised'],
+                              eta_uncond=opts['eta_uncond'], eta=opts['eta_cond'],
+                              replace_rgb=opts['replace_rgb'],
+                              replace_rgb_last=opts['replace_rgb_last'],
+                              replace_depth=opts['replace_depth'], **extra)
