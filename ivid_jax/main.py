@@ -124,7 +124,9 @@ def parse_only(line: str | Sequence[str]) -> tuple[str, list[str]]:
     (command name, its positional arguments).
 
   Raises:
-    ValueError: an unknown command; absl.flags.Error: an unknown flag or a bad value.
+    ValueError: an unknown command, or a count of positional arguments the command does not
+      take (its module's POSITIONAL = (min, max), default none); absl.flags.Error: an unknown
+      flag or a bad value (a config file that does not load included).
   """
   argv = split_line(line)
   name, args = argv[0], argv[1:]
@@ -138,6 +140,10 @@ def parse_only(line: str | Sequence[str]) -> tuple[str, list[str]]:
     rest = _parse_flags(full)
   finally:
     sys.argv = saved
+  low, high = getattr(module, 'POSITIONAL', (0, 0))
+  if not low <= len(rest) - 1 <= high:
+    raise ValueError(f'ivid-jax {name} takes {low}..{high} positional argument(s), got '
+                     f'{rest[1:]}')
   return name, rest[1:]
 
 

@@ -160,8 +160,49 @@ def test_parse_only_knows_the_renamed_flags():
       'try:',
       "  main.parse_only('ivid-jax fly')",
       'except ValueError as e:',
-      "  print('unknown command')"]))
+      "  print('unknown command')",
+      'try:',
+      "  main.parse_only('ivid-jax render extra --scenes=x')",
+      'except ValueError as e:',
+      "  print(e)"]))
   assert result.returncode == 0, result.stderr[-2000:]
   assert result.stdout.splitlines() == [
       "('render', [])", 'outputs/sample outputs/render False', "('render', [])",
-      'outputs/render True', 'renamed: scene_dir', 'unknown command']
+      'outputs/render True', 'renamed: scene_dir', 'unknown command',
+      "ivid-jax render takes 0..0 positional argument(s), got ['extra']"]
+
+
+def test_the_overwrite_rule(tmp_path):
+  from ivid_jax.commands import outputs  # pylint: disable=g-import-not-at-top
+  folder = tmp_path / 'out'
+  assert outputs.check_out(str(folder), overwrite=False) == str(folder)  # absent: fine
+  folder.mkdir()
+  (folder / 'ivid-jax.log').write_text('a log of an earlier, failed run')
+  assert outputs.check_out(str(folder), overwrite=False) == str(folder)  # only a log: fine
+  (folder / 'scenes').mkdir()
+  with pytest.raises(outputs.OutputExistsError, match='holds files; pass --overwrite'):
+    outputs.check_out(str(folder), overwrite=False)
+  assert outputs.check_out(str(folder), overwrite=True) == str(folder)
+  model = tmp_path / 'net.msgpack'
+  assert outputs.check_out(str(model), is_file=True, overwrite=False) == str(model)
+  model.write_bytes(b'x')
+  with pytest.raises(outputs.OutputExistsError, match='already exists; pass --overwrite'):
+    outputs.check_out(str(model), is_file=True, overwrite=False)
+  with pytest.raises(outputs.OutputExistsError, match='is a file, but --out must be a folder'):
+    outputs.check_out(str(model), overwrite=False)
+
+
+def test_export_refuses_an_existing_model_file(tmp_path):
+  # The rule is checked before the workdir is read, so no training run is needed here.
+  model = tmp_path / 'net.msgpack'
+  model.write_bytes(b'an earlier export')
+  result = _ivid('export', f'--workdir={tmp_path / "run"}', f'--out={model}', timeout=120)
+  assert result.returncode == 1
+  assert result.stderr.strip().splitlines() == [
+      f'ivid-jax export: error: {model}: already exists; pass --overwrite to replace it, or '
+      'choose another --out']
+  assert model.read_bytes() == b'an earlier export'
+  result = _ivid('export', f'--workdir={tmp_path / "run"}', f'--out={model}', '--overwrite',
+                 timeout=300)
+  assert result.returncode == 1 and 'already exists' not in result.stderr  # no workdir there
+  assert str(tmp_path / 'run') in result.stderr.strip().splitlines()[-1]

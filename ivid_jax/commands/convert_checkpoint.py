@@ -36,6 +36,7 @@ _BACKBONE = flags.DEFINE_string(
 _OUT = flags.DEFINE_string('out', None, 'The model file to write (required, or as a second '
                            'argument; refused if it exists, unless --overwrite).')
 flags.declare_key_flag('overwrite')
+POSITIONAL = (1, 2)  # SRC [DST] (ivid_jax.main.parse_only checks the count)
 
 
 def _backbone_args() -> dict:
