@@ -95,7 +95,8 @@ def _load(name: str) -> ModuleType:
 
 def _with_default_config(module: ModuleType, args: list[str]) -> list[str]:
   """args with `--config=<module.DEFAULT_CONFIG>` first when the command has one and none is
-  given (loading a config at flag definition could import JAX: see the module comment)."""
+  given (a default on the flag itself would load the config, which may import JAX, at import:
+  commands/warp_demo.py)."""
   default = getattr(module, 'DEFAULT_CONFIG', None)
   if default is None or any(a == '--config' or a.startswith('--config=') for a in args):
     return args
@@ -116,9 +117,9 @@ def parse_only(line: str | Sequence[str]) -> tuple[str, list[str]]:
   """Parses an `ivid-jax COMMAND --flags` line without running the command.
 
   Flags are validated as the command would see them (config files loaded, config overrides
-  applied); nothing is written and JAX is not imported by the parse itself. Flags are
-  process-global (absl): parse the lines of one command per process, since two commands may
-  define flags of the same name.
+  applied); nothing runs and nothing is written (a config file imports what it imports).
+  Flags are process-global (absl): parse the lines of one command per process, since two
+  commands may define flags of the same name.
 
   Returns:
     (command name, its positional arguments).

@@ -175,7 +175,8 @@ def test_cli_end_to_end(tmp_path):
   result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
   assert result.returncode == 1 and 'Traceback' not in result.stderr
   last = result.stderr.strip().splitlines()[-1]  # after the progress bar: one line
-  assert last.startswith('ivid-jax estimate-depth: error: ') and 'n001/a.JPEG: cannot decode' in last
+  assert last.startswith('ivid-jax estimate-depth: error: ')
+  assert 'n001/a.JPEG: cannot decode' in last
   result = subprocess.run(cmd + ['--skip_bad_examples'], capture_output=True, text=True,
                           timeout=300, check=False)
   assert result.returncode == 0, result.stderr[-2000:]

@@ -91,7 +91,8 @@ def test_a_network_of_the_wrong_kind_is_a_one_line_error(tmp_path, tiny_model_fi
                  f'--cond={tiny_model_files["cond"]}', f'--out={tmp_path}')
   assert result.returncode == 1
   (line,) = result.stderr.strip().splitlines()
-  assert line.startswith('ivid-jax sample: error: ') and 'cond.msgpack: this is the cond network' in line
+  assert line.startswith('ivid-jax sample: error: ')
+  assert 'cond.msgpack: this is the cond network' in line
 
 
 def test_missing_mismatched_and_misplaced_networks_are_named(tmp_path, tiny_model_files):

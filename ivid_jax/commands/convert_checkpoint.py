@@ -1,4 +1,4 @@
-"""ivid-jax convert-checkpoint SRC --out=DST: the authors' released weights -> an ivid-jax model file.
+"""ivid-jax convert-checkpoint SRC --out=DST: the authors' released weights -> a model file.
 
   ivid-jax convert-checkpoint imagenet128_uncond.pt --out=uncond.msgpack \\
       --config=configs/imagenet128_uncond.py
@@ -10,10 +10,10 @@ SRC is a PyTorch state_dict (.pt/.pth, read with torch if installed) or an .npz
 of the same tensors. Every tensor must map to a parameter of the UNet given by
 --backbone (the authors' JSON config, or its backbone args) or by the `model`
 section of --config; a missing, extra or mis-shaped one is an error naming it.
-DST (--out, or a second argument) is one self-describing file (`ivid_jax.models.model_file`: the UNet's
-fields, the network kind from its input width, the params) that `ivid-jax
-sample`, the demo and training's --config.init_from read. An existing DST is
-refused unless --overwrite.
+DST (--out, or a second argument) is one self-describing file
+(`ivid_jax.models.model_file`: the UNet's fields, the network kind from its
+input width, the params) that `ivid-jax sample`, the demo and training's
+--config.init_from read. An existing DST is refused unless --overwrite.
 """
 
 from __future__ import annotations

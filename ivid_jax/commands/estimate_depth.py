@@ -34,8 +34,8 @@ _OUT = flags.DEFINE_string(
     'out', None, 'The depth folder (ROOT/depths); default: a `depths` folder beside --images '
     'when that folder is called `images`, else outputs/estimate-depth. A rerun resumes it.')
 _DEPTH_MODEL = flags.DEFINE_string(
-    'depth_model', 'Intel/dpt-beit-large-512', "A transformers depth model (hub id or local folder; "
-    "pip install 'ivid-jax[depth]') or tiny-random (untrained, smoke runs).")
+    'depth_model', 'Intel/dpt-beit-large-512', 'A transformers depth model (hub id or local '
+    "folder; pip install 'ivid-jax[depth]') or tiny-random (untrained, smoke runs).")
 _BATCH_SIZE = flags.DEFINE_integer('batch_size', 8, 'Images per model call.')
 _DEPTH_SCALE = flags.DEFINE_enum(
     'depth_scale', 'auto', ['auto', 'midas', 'max'], 'midas keeps MiDaS/DPT units; max scales '

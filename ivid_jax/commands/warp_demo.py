@@ -6,7 +6,8 @@ Forward-backward warps of the bundled RGBD images to random training cameras
 (reference 2.5): writes warp_grid.png (each image, its depth and the
 conditions of random cameras, holes in magenta) and warp_swing.gif (the
 condition along a swing of the camera) to --out (default outputs/warp-demo;
-refused if it holds files, unless --overwrite). Well under a minute on a CPU. Any config field can be overridden: --config.num_cameras=8.
+refused if it holds files, unless --overwrite). Well under a minute on a CPU.
+Any config field can be overridden: --config.num_cameras=8.
 """
 
 from __future__ import annotations

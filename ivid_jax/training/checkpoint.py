@@ -125,6 +125,10 @@ class Checkpointer:
     self.manager.wait_until_finished()
 
   def close(self) -> None:
+    # orbax 0.12's manager starts a cleanup of temporary paths at init that close() does not
+    # wait for: a run failing before its first save would exit under that thread, which then
+    # fails at interpreter shutdown with a logged traceback.
+    getattr(self.manager, '_maybe_await_cleanup_tmp_directory', lambda: None)()
     self.manager.close()
 
 
