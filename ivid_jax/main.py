@@ -186,7 +186,10 @@ def _one_line(e: BaseException) -> str:
 
 
 def _log_folder() -> str | None:
-  """Where the libraries' INFO logs go: --out (a folder, or a file's folder), else --workdir."""
+  """Where the libraries' INFO logs go: --out (a folder, or a file's folder), else --workdir;
+  None (no file) for a --dry_run, which writes nothing."""
+  if 'dry_run' in flags.FLAGS and flags.FLAGS['dry_run'].value:
+    return None
   for name in ('out', 'workdir'):
     if name in flags.FLAGS and flags.FLAGS[name].value:
       path = flags.FLAGS[name].value
