@@ -418,15 +418,11 @@ def _train(config: ml_collections.ConfigDict, workdir: str) -> state_lib.TrainSt
   abstract, shardings, create_state = make_initial_state(config, model, mesh)
   ckpt = checkpoint.Checkpointer(workdir, keep=int(config.keep_checkpoints),
                                  keep_every_steps=int(config.keep_every_steps))
-  try:
-    latest = ckpt.latest_step()
-    if latest is not None:
-      state = ckpt.restore(latest, checkpoint.abstract_with_shardings(abstract, shardings), data)
-    else:
-      state = create_state()  # reads config.init_from
-  except BaseException:
-    ckpt.close()  # else orbax's threads outlive the error and fail at interpreter shutdown
-    raise
+  latest = ckpt.latest_step()
+  if latest is not None:
+    state = ckpt.restore(latest, checkpoint.abstract_with_shardings(abstract, shardings), data)
+  else:
+    state = create_state()
   start = int(state.step)
   total = int(config.total_steps)
 
