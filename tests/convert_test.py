@@ -51,27 +51,35 @@ def test_orbax_round_trip_and_no_overwrite(tmp_path):
     convert.save_params(params, path)
 
 
+def _convert(*args):
+  return subprocess.run([sys.executable, '-m', 'ivid_jax.main', 'convert-checkpoint', *args],
+                        capture_output=True, text=True, timeout=300, check=False)
+
+
 def test_convert_checkpoint_command(tmp_path):
   ref = os.path.join(DATA, 'adm_small_ref.npz')
   config = tmp_path / 'backbone.json'
   config.write_text(str(np.load(ref)['config_json']))
   dst = tmp_path / 'converted.msgpack'
-  result = subprocess.run([sys.executable, '-m', 'ivid_jax.main', 'convert-checkpoint', ref,
-                           str(dst), f'--backbone={config}'], capture_output=True, text=True,
-                          timeout=300, check=False)
+  result = _convert(ref, f'--out={dst}', f'--backbone={config}')
   assert result.returncode == 0, result.stderr[-2000:]
   loaded = model_file.load(dst, expect_kind='cond')  # the reference network has 10 inputs
   reference = convert.read_state_dict(ref)
   np.testing.assert_array_equal(loaded.params['out_2']['bias'], reference['out.2.bias'])
   assert loaded.model.model_channels == 32 and loaded.meta['source'] == os.path.abspath(ref)
-  again = subprocess.run([sys.executable, '-m', 'ivid_jax.main', 'convert-checkpoint', ref,
-                          str(dst), f'--backbone={config}'], capture_output=True, text=True,
-                         timeout=300, check=False)
-  assert again.returncode != 0 and 'already exists' in again.stderr
-  missing = subprocess.run([sys.executable, '-m', 'ivid_jax.main', 'convert-checkpoint',
-                            str(tmp_path / 'nope.pt'), str(tmp_path / 'x'), f'--backbone={config}'],
-                           capture_output=True, text=True, timeout=300, check=False)
-  assert missing.returncode != 0 and 'nope.pt' in missing.stderr
-  wrong_args = subprocess.run([sys.executable, '-m', 'ivid_jax.main', 'convert-checkpoint', ref],
-                              capture_output=True, text=True, timeout=300, check=False)
-  assert wrong_args.returncode != 0 and 'expects two arguments' in wrong_args.stderr
+  # An existing model file is refused (also given as the second argument), one line, exit 1 ...
+  again = _convert(ref, str(dst), f'--backbone={config}')
+  assert again.returncode == 1 and again.stderr.strip().splitlines() == [
+      f'ivid-jax convert-checkpoint: error: {dst}: already exists; pass --overwrite to replace '
+      'it, or choose another --out']
+  # ... and replaced with --overwrite.
+  os.utime(dst, (0, 0))
+  again = _convert(ref, f'--out={dst}', f'--backbone={config}', '--overwrite')
+  assert again.returncode == 0, again.stderr[-2000:]
+  assert os.path.getmtime(dst) > 0
+  missing = _convert(str(tmp_path / 'nope.pt'), f'--out={tmp_path / "x"}', f'--backbone={config}')
+  assert missing.returncode == 1 and 'nope.pt' in missing.stderr
+  assert 'Traceback' not in missing.stderr and len(missing.stderr.strip().splitlines()) == 1
+  wrong_args = _convert(ref)
+  assert wrong_args.returncode == 2 and 'expects SRC' in wrong_args.stderr
+  assert '--backbone' in wrong_args.stderr  # the command's help comes with a usage error

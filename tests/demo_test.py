@@ -173,6 +173,9 @@ from ivid_jax import main
 from ivid_jax.demos import scenes
 def fake(out, options, **kwargs):
   print('options', options.orbit_views, options.orbit_class, options.grid_scale)
+  print('sampler', options.seeds, options.classes, options.steps_uncond, options.steps_cond,
+        options.eta_uncond, options.eta_cond, options.guidance, options.clip_denoised,
+        options.erode_rgb, options.replace_rgb, options.replace_rgb_last, options.replace_depth)
   sys.exit(0)
 scenes.run_demo = fake
 main.run(sys.argv)
@@ -185,6 +188,32 @@ main.run(sys.argv)
   defaults = subprocess.run([sys.executable, '-c', code, 'demo', f'--out={tmp_path}'],
                             capture_output=True, text=True, timeout=300, check=False)
   assert 'options 27 None 4' in defaults.stdout, defaults.stderr[-2000:]
+  # The demo preset: the demo's own settings, as its flags defaulted to before the preset.
+  assert ("sampler (0, 1, 2) ('spheres', 'tabletop', 'room') 50 20 1.0 1.0 3.0 True None 1.0 "
+          'True 1.0') in defaults.stdout
+
+  def sampler_line(*flags):
+    result = subprocess.run([sys.executable, '-c', code, 'demo', f'--out={tmp_path}', *flags],
+                            capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout.splitlines()[-1]
+
+  # The authors' preset, and explicit flags over a preset.
+  assert sampler_line('--preset=authors', '--seeds=0-3', '--classes=room') == (
+      "sampler (0, 1, 2, 3) ('room', 'room', 'room', 'room') 1000 50 0.0 0.0 3.0 False None 0.1 "
+      'False 0.2')
+  assert sampler_line('--seeds=7-8', '--classes=boxes,3', '--steps_cond=5') == (
+      "sampler (7, 8) ('boxes', 3) 50 5 1.0 1.0 3.0 True None 1.0 True 1.0")
+  # Classes without seeds: one scene per class, seeds 0, 1, ...; seeds without classes: the
+  # preset's classes, repeated.
+  assert sampler_line('--classes=boxes,room').startswith("sampler None ('boxes', 'room') ")
+  assert sampler_line('--seeds=0-3').startswith(
+      "sampler (0, 1, 2, 3) ('spheres', 'tabletop', 'room', 'spheres') ")
+  assert sampler_line('--seeds=0-3', '--classes=mod').startswith('sampler (0, 1, 2, 3) mod ')
+  wrong = subprocess.run([sys.executable, '-c', code, 'demo', f'--out={tmp_path}', '--seeds=0-3',
+                          '--classes=boxes,room'], capture_output=True, text=True, timeout=300,
+                         check=False)
+  assert wrong.returncode == 2 and '2 classes for 4 seeds' in wrong.stderr.splitlines()[-1]
 
 
 def test_quick_demo_metrics_are_finite_and_ground_truth_is_a_ceiling(quick_runs):
@@ -288,9 +317,10 @@ def test_scores_of_the_true_views_are_perfect():
   truth = scenes.heldout_scenes(16, [2], 'solid')[2]
   views = ground_truth.sampler_views(truth)
 
-  class Condition:  # the first half of every view shown
+  class Condition:  # the first half of every view shown, its depth too
     mask_rgb = np.zeros((26, 16, 16, 1), bool)
     mask_rgb[:, :8] = True
+    mask = mask_rgb
 
   s = scenes.score_against_truth(views, Condition, truth)
   assert s['psnr_all'] == s['psnr_shown'] == s['psnr_inpainted'] == ground_truth.PSNR_CAP
@@ -298,6 +328,7 @@ def test_scores_of_the_true_views_are_perfect():
   # Depth beyond the sampler's far plane (5) saturates at z = 1, and depth_error clips the
   # truth to the same range; what is left is float32 rounding of the z round trip.
   assert s['depth_abs_rel'] < 1e-5
+  assert s['depth_abs_rel_known'] < 1e-5 and s['depth_abs_rel_unknown'] < 1e-5
   assert s['psnr_per_view'] == [ground_truth.PSNR_CAP] * 26
 
 
@@ -348,8 +379,9 @@ def test_the_command_names_a_missing_model_file(tmp_path, tiny_synthetic_model_f
       [sys.executable, '-m', 'ivid_jax.main', 'demo', f'--uncond={tmp_path}/nope.msgpack',
        f'--cond={tiny_synthetic_model_files["cond"]}', f'--out={tmp_path}'], capture_output=True,
       text=True, timeout=300, check=False)
-  assert result.returncode != 0
-  assert 'nope.msgpack' in result.stderr and 'no such model file' in result.stderr
+  assert result.returncode == 1
+  assert result.stderr.strip().splitlines() == [
+      f'ivid-jax demo: error: {tmp_path}/nope.msgpack: no such model file']
 
 
 @pytest.mark.slow

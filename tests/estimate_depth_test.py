@@ -161,7 +161,7 @@ def test_tfds_mock_imagenet(tmp_path, tiny):
 def test_cli_end_to_end(tmp_path):
   images = _make_images(tmp_path, _IMAGES[:3])
   cmd = [sys.executable, '-m', 'ivid_jax.main', 'estimate-depth', f'--images={images}',
-         '--model=tiny-random', '--batch_size=2']
+         '--depth_model=tiny-random', '--batch_size=2']
   result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
   assert result.returncode == 0, result.stderr[-2000:]
   assert 'wrote 3 depth map(s), skipped 0 already finished, 0 bad example(s)' in result.stdout
@@ -173,7 +173,10 @@ def test_cli_end_to_end(tmp_path):
   (images / 'n001' / 'a.JPEG').write_bytes(b'garbage')
   (tmp_path / 'depths' / 'n001' / 'a.npz').unlink()
   result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
-  assert result.returncode != 0 and 'n001/a.JPEG: cannot decode image' in result.stderr
+  assert result.returncode == 1 and 'Traceback' not in result.stderr
+  last = result.stderr.strip().splitlines()[-1]  # after the progress bar: one line
+  assert last.startswith('ivid-jax estimate-depth: error: ')
+  assert 'n001/a.JPEG: cannot decode' in last
   result = subprocess.run(cmd + ['--skip_bad_examples'], capture_output=True, text=True,
                           timeout=300, check=False)
   assert result.returncode == 0, result.stderr[-2000:]
@@ -184,7 +187,8 @@ def test_cli_needs_exactly_one_input(tmp_path):
   result = subprocess.run([sys.executable, '-m', 'ivid_jax.main', 'estimate-depth',
                            f'--out={tmp_path}'], capture_output=True, text=True, timeout=120,
                           check=False)
-  assert result.returncode != 0 and '--images=DIR or --tfds=NAME' in result.stderr
+  assert result.returncode == 2 and '--images=DIR or --tfds=NAME' in result.stderr
+  assert '--depth_model' in result.stderr  # the command's help comes with a usage error
 
 
 def test_transformers_backend_with_a_tiny_random_dpt(tmp_path):

@@ -1,5 +1,6 @@
 """`ivid-jax eval` and `eval-3d` end to end: reports, the protocol's plumbing, usage errors."""
 
+import importlib.util
 import json
 import os
 import shutil
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ivid_jax.commands import eval_3d
+from ivid_jax.evaluation import eval_3d
 from ivid_jax.evaluation import fidelity
 from ivid_jax.evaluation import ground_truth
 from ivid_jax.evaluation import inception
@@ -81,7 +82,7 @@ def test_eval_of_a_folder_against_itself_has_zero_fid(tmp_path, variables, monke
 
 def test_eval_command_usage_errors(tmp_path):
   result = _run('eval', f'--fake={tmp_path}', '--inception=x.pth')
-  assert result.returncode != 0 and 'exactly one real set' in result.stderr
+  assert result.returncode == 2 and 'exactly one real set' in result.stderr
 
 
 @pytest.fixture(scope='module')
@@ -94,7 +95,8 @@ def scene_dir(tmp_path_factory):
 
 
 def test_eval_3d_scores_a_ground_truth_scene_at_its_ceiling(scene_dir):
-  result, markdown = eval_3d.run(scenes_dir=str(scene_dir), progress=False)
+  result, markdown = eval_3d.run(scenes_dir=str(scene_dir), metrics=eval_3d.METRICS,
+                                 progress=False)
   mean = result['mean']
   # Ceilings of this scene (tests/consistency_test.py): depth within 2 % on 99.9 % of the
   # overlap, 33 dB, every TSED pair consistent; flatness well below a plane's 1.
@@ -111,6 +113,21 @@ def test_eval_3d_command(scene_dir, tmp_path):
   saved = json.loads((tmp_path / 'eval_3d.json').read_text())
   assert list(saved['mean']) == ['flatness'] and 'flatness' in result.stdout
   result = _run('eval-3d', f'--scenes={scene_dir}', '--synthetic=r64')
-  assert result.returncode != 0 and 'exactly one of --scenes' in result.stderr
+  assert result.returncode == 2 and 'exactly one of --scenes' in result.stderr
   result = _run('eval-3d', f'--scenes={scene_dir}', '--metrics=fid')
-  assert result.returncode != 0 and "unknown --metrics ['fid']" in result.stderr
+  assert result.returncode == 2 and "unknown --metrics ['fid']" in result.stderr
+  # The report folder holds files now: refused, then written over with --overwrite.
+  result = _run('eval-3d', f'--scenes={scene_dir}', '--metrics=flatness', f'--out={tmp_path}')
+  assert result.returncode == 1 and 'pass --overwrite' in result.stderr
+  result = _run('eval-3d', f'--scenes={scene_dir}', '--metrics=flatness', f'--out={tmp_path}',
+                '--overwrite')
+  assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_eval_3d_default_metrics_leave_tsed_out_without_opencv(scene_dir, tmp_path, monkeypatch):
+  real_find_spec = importlib.util.find_spec
+  monkeypatch.setattr(importlib.util, 'find_spec',
+                      lambda name, *a: None if name == 'cv2' else real_find_spec(name, *a))
+  result, markdown = eval_3d.run(scenes_dir=str(scene_dir), out=str(tmp_path), progress=False)
+  assert list(result['mean']) == ['reprojection', 'flatness'] and 'TSED' not in markdown
+  assert result['notes'] == ["TSED left out: it needs OpenCV (pip install 'ivid-jax[eval]')."]

@@ -123,10 +123,12 @@ def test_eval_command_names_the_missing_weights_file(tmp_path):
   missing = tmp_path / 'nowhere' / 'pt_inception.pth'
   result = subprocess.run(
       [sys.executable, '-m', 'ivid_jax.main', 'eval', f'--fake={tmp_path / "fake"}',
-       f'--real={tmp_path / "real"}', f'--inception={missing}'],
+       f'--real={tmp_path / "real"}', f'--inception={missing}', f'--out={tmp_path / "out"}'],
       capture_output=True, text=True, timeout=300, check=False)
-  assert result.returncode != 0
-  assert str(missing) in result.stderr and 'no such file' in result.stderr
+  assert result.returncode == 1 and 'Traceback' not in result.stderr
+  last = result.stderr.strip().splitlines()[-1]
+  assert last.startswith('ivid-jax eval: error: ')
+  assert str(missing) in last and 'no such file' in last
 
 
 def test_pth_and_npz_weights_load_alike(ref, variables, tmp_path):

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ivid_jax.commands import render as render_command
 from ivid_jax.models import model_file
 from ivid_jax.models import unet
+from ivid_jax.rendering import scene_videos
 from ivid_jax.rendering import trajectories
 from ivid_jax.sampling import sampler
 from ivid_jax.sampling import scene_io
@@ -47,21 +47,52 @@ def test_sample_then_render_writes_scenes_grids_videos_and_meshes(tmp_path, tiny
   assert (settings['replace_rgb'], settings['replace_depth']) == (0.1, 0.2)
   assert settings['replace_rgb_last'] is False
 
-  result = _ivid('render', f'--scene_dir={out}', '--frames=4', '--mode=preview',
-                 '--export=ply,glb,points', '--video=gif')
+  # The same --out again is refused (before any network is loaded) unless --overwrite.
+  again = _ivid('sample', '--uncond=nope.msgpack', '--cond=nope.msgpack', f'--out={out}')
+  assert again.returncode == 1, again.stderr[-2000:]
+  assert again.stderr.strip().splitlines() == [
+      f'ivid-jax sample: error: {out}: the output folder already holds files; pass '
+      '--overwrite to write into it, or choose another --out']
+
+  rendered = tmp_path / 'render'
+  result = _ivid('render', f'--scenes={out}', f'--out={rendered}', '--frames=4',
+                 '--mode=preview', '--export=ply,glb,points', '--video=gif')
   assert result.returncode == 0, result.stderr[-3000:]
-  gif = Image.open(out / 'videos' / 'scene_class001_seed00005.gif')
+  gif = Image.open(rendered / 'videos' / 'scene_class001_seed00005.gif')
   assert gif.n_frames == 4 and gif.size == (16, 16)
-  assert os.path.exists(out / 'videos' / 'scene_class001_seed00005_depth.gif')
+  assert os.path.exists(rendered / 'videos' / 'scene_class001_seed00005_depth.gif')
   for suffix in ('.ply', '.glb', '_points.ply'):
-    assert os.path.getsize(out / 'exports' / f'scene_class000_seed00004{suffix}') > 100
+    assert os.path.getsize(rendered / 'exports' / f'scene_class000_seed00004{suffix}') > 100
 
 
-def test_a_network_of_the_wrong_kind_is_a_usage_error(tmp_path, tiny_model_files):
+def test_the_demo_preset_and_explicit_flags_over_it(tmp_path, tiny_model_files):
+  out = tmp_path / 'run'
+  result = _ivid('sample', f'--uncond={tiny_model_files["uncond"]}',
+                 f'--cond={tiny_model_files["cond"]}', '--viewset=uncond', '--seeds=3',
+                 '--preset=demo', '--steps_uncond=2', '--noclip_denoised', '--classes=1',
+                 f'--out={out}')
+  assert result.returncode == 0, result.stderr[-3000:]
+  run = json.loads((out / 'run.json').read_text())
+  # The demo preset's values (sampler_flags.PRESETS['demo'], written out here by hand) ...
+  assert run['preset'] == 'demo' and run['guidance'] == 3.0
+  assert (run['settings']['steps_cond'], run['settings']['eta'],
+          run['settings']['eta_uncond']) == (20, 1.0, 1.0)
+  assert (run['settings']['replace_rgb'], run['settings']['replace_depth'],
+          run['settings']['replace_rgb_last']) == (1.0, 1.0, True)
+  # ... and the explicit flags over them.
+  assert run['settings']['steps_uncond'] == 2 and run['settings']['clip_denoised'] is False
+  assert run['seeds'] == [3] and run['classes'] == [1]
+  assert [os.path.basename(s) for s in scene_io.list_scenes(str(out))] == [
+      'scene_class001_seed00003.npz']
+
+
+def test_a_network_of_the_wrong_kind_is_a_one_line_error(tmp_path, tiny_model_files):
   result = _ivid('sample', f'--uncond={tiny_model_files["cond"]}',
                  f'--cond={tiny_model_files["cond"]}', f'--out={tmp_path}')
-  assert result.returncode != 0
-  assert 'cond.msgpack: this is the cond network' in result.stderr
+  assert result.returncode == 1
+  (line,) = result.stderr.strip().splitlines()
+  assert line.startswith('ivid-jax sample: error: ')
+  assert 'cond.msgpack: this is the cond network' in line
 
 
 def test_missing_mismatched_and_misplaced_networks_are_named(tmp_path, tiny_model_files):
@@ -86,20 +117,21 @@ def test_rendering_without_the_views_a_trajectory_needs_is_refused(tmp_path):
                             pitch=np.zeros(1), seed=0, viewset='uncond')
   os.makedirs(tmp_path / 'scenes')
   scene_io.write_scene(str(tmp_path / 'scenes' / 'scene_seed00000.npz'), one_view)
-  result = _ivid('render', f'--scene_dir={tmp_path}', '--frames=4', timeout=300)
-  assert result.returncode != 0 and 'single view' in result.stderr
+  out = f'--out={tmp_path / "render"}'
+  result = _ivid('render', f'--scenes={tmp_path}', out, '--frames=4', timeout=300)
+  assert result.returncode == 1 and 'single view' in result.stderr
   # Asking for the CPU kernel where it cannot run says why (here: turned off).
-  result = _ivid('render', f'--scene_dir={tmp_path}', '--frames=4', '--allow_holes',
+  result = _ivid('render', f'--scenes={tmp_path}', out, '--frames=4', '--allow_holes',
                  '--kernel=cpu', timeout=300, env={'IVID_JAX_CPU_KERNEL': '0'})
-  assert result.returncode != 0 and "kernel='cpu'" in result.stderr, result.stderr[-2000:]
+  assert result.returncode == 1 and "kernel='cpu'" in result.stderr, result.stderr[-2000:]
   assert 'IVID_JAX_CPU_KERNEL=0' in result.stderr
   # Two views on the authors' 'random' protocol cannot carry the swing's +-0.6 rad of yaw.
   views = np.asarray(trajectories.modelviews(np.array([0.0, 0.2]), np.zeros(2)))
   with pytest.raises(ValueError, match=r'frame 3 of the trajectory is 0.54 rad .* --max_gap=0.25'):
-    render_command.check_coverage(views, trajectories.modelviews(*trajectories.swing(8)), 0.25,
-                                  'scene.npz')
-  render_command.check_coverage(views, trajectories.modelviews(np.array([0.1]), np.zeros(1)),
-                                0.25, 'scene.npz')
+    scene_videos.check_coverage(views, trajectories.modelviews(*trajectories.swing(8)), 0.25,
+                                'scene.npz')
+  scene_videos.check_coverage(views, trajectories.modelviews(np.array([0.1]), np.zeros(1)),
+                              0.25, 'scene.npz')
 
 
 @pytest.mark.slow
@@ -115,7 +147,8 @@ def test_image_to_3d_and_the_exact_renderer_from_the_command_line(tmp_path, tiny
   assert scene.label == -1 and scene.num_views == 3  # the null class for a photo
   photo = np.asarray(Image.open(tmp_path / 'photo.png').resize((21, 16), Image.LANCZOS))
   assert np.abs(scene.views[0, ..., :3] * 255 - photo[:, 2:18]).mean() < 3  # view 0: the photo
-  result = _ivid('render', f'--scene_dir={out}', '--traj=random', '--mode=exact')
+  result = _ivid('render', f'--scenes={out}', f'--out={out}', '--overwrite', '--traj=random',
+                 '--mode=exact')
   assert result.returncode == 0, result.stderr[-3000:]
   assert Image.open(out / 'results' / 'scene_seed00000.png').size == (16, 16)
 

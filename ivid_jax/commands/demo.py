@@ -1,9 +1,9 @@
 """ivid-jax demo: 3D scenes from the shipped models, free-view videos, meshes and their scores.
 
   ivid-jax demo                                   # at most 5 minutes on 2 CPU cores
-  ivid-jax demo --classes=boxes,room --seed=7 --out=outputs/demo7
+  ivid-jax demo --classes=boxes,room --seeds=7-8 --out=outputs/demo7
   ivid-jax demo --uncond=uncond.msgpack --cond=cond.msgpack   # your own synthetic models
-  ivid-jax demo --orbit_views=0                   # without the 360-degree orbit scene
+  ivid-jax demo --orbit_views=0 --overwrite       # without the 360-degree orbit scene
 
 No download and no accelerator needed. The package ships two small networks
 trained on the procedural synthetic_rgbd scenes (32 px; data/models/): the
@@ -32,8 +32,15 @@ test split, which no training scene comes from) is given instead of sampled;
 image_to_3d/side_by_side_*.png shows its true views beside the generated ones,
 with PSNR on the pixels the condition showed and on the inpainted ones.
 
-demo.md / demo.json hold the table it prints. A --seed gives the same scenes
-every time (scene i is sampler seed --seed + i, as `ivid-jax sample --seeds`).
+demo.md / demo.json hold the table it prints. One scene per seed (--seeds, as
+`ivid-jax sample --seeds`: a seed gives the same scene every time), of the class
+--classes gives it (one per seed or one for all; given without --seeds, seeds 0, 1, ...
+one per class; --seeds without --classes repeats the preset's classes). The image-to-3D
+and orbit scenes take the next two seeds after the largest.
+
+Sampler flags default to the `demo` preset, the settings for the shipped, briefly trained
+networks; --preset=authors gives the authors' settings, and any explicit flag overrides
+the preset (--help lists both). The demo samples all its scenes in one batch.
 """
 
 from __future__ import annotations
@@ -41,43 +48,18 @@ from __future__ import annotations
 from absl import app
 from absl import flags
 
-_OUT = flags.DEFINE_string('out', 'outputs/demo', 'Output folder.')
+from ivid_jax.commands import outputs
+from ivid_jax.commands import sampler_flags
+
+flags.adopt_module_key_flags(sampler_flags)
+flags.declare_key_flag('overwrite')
+
+_OUT = flags.DEFINE_string('out', outputs.default_out('demo'), 'Output folder (refused if it '
+                           'holds files, unless --overwrite).')
 _UNCOND = flags.DEFINE_string('uncond', None, 'Model file of the unconditional network (default: '
                               'the shipped data/models/synthetic_uncond.msgpack).')
 _COND = flags.DEFINE_string('cond', None, 'Model file of the conditional network (default: the '
                             'shipped data/models/synthetic_cond.msgpack).')
-_CLASSES = flags.DEFINE_list('classes', ['spheres', 'tabletop', 'room'],
-                             'One scene per entry: synthetic_rgbd class names (spheres, boxes, '
-                             'mixed, tabletop, room) or labels; repeat a class for more scenes.')
-_SEED = flags.DEFINE_integer('seed', 0, 'Scene i is drawn with sampler seed --seed + i.')
-_STEPS_UNCOND = flags.DEFINE_integer('steps_uncond', 50, 'DDIM steps of view 0 (1000: DDPM).')
-_STEPS_COND = flags.DEFINE_integer('steps_cond', 20, 'DDIM steps of each further view (the '
-                                   'authors: 50).')
-_ETA_UNCOND = flags.DEFINE_float('eta_uncond', 1.0, 'DDIM eta of view 0: 1 draws like DDPM at '
-                                  "DDIM's cost; 0 (the authors') gives the shipped, briefly "
-                                  'trained networks speckled views.', lower_bound=0.0)
-_ETA_COND = flags.DEFINE_float('eta_cond', 1.0, 'DDIM eta of each further view (the authors: 0).',
-                               lower_bound=0.0)
-_GUIDANCE = flags.DEFINE_float('guidance', 3.0, 'Classifier-free guidance w.')
-_CLIP = flags.DEFINE_bool('clip_denoised', True, 'Clip the predicted x_0 to [-1, 1] in every '
-                          'step: the shipped networks are briefly trained and overshoot without '
-                          "it (--noclip_denoised: the authors' unclipped sampling).")
-_ERODE = flags.DEFINE_integer('erode_rgb', None, "Radius (pixels) of the conditions' RGB erosion; "
-                              "default: the authors' 3 px at 128 px scaled to the networks' "
-                              'resolution (1 at 32 px).', lower_bound=1)
-_REPLACE_RGB = flags.DEFINE_float('replace_rgb', 1.0, 'x_0 edit: colour of the shown pixels := '
-                                   'this blend of the condition in every DDIM step (the last one '
-                                   'as --replace_rgb_last says) '
-                                   "(the authors: 0.1; 1.0 keeps the shipped, briefly trained "
-                                   'G_c consistent with the earlier views).', lower_bound=0.0,
-                                   upper_bound=1.0)
-_REPLACE_RGB_LAST = flags.DEFINE_bool('replace_rgb_last', True, 'The colour replacement on the '
-                                      'final DDIM step too, so the shown pixels are the earlier '
-                                      "views' aggregate itself (--noreplace_rgb_last: the "
-                                      "authors, who skip it there).")
-_REPLACE_DEPTH = flags.DEFINE_float('replace_depth', 1.0, 'x_0 edit: depth of the shown pixels '
-                                     ':= this blend of the condition in every DDIM step (the '
-                                     'authors: 0.2).', lower_bound=0.0, upper_bound=1.0)
 _FRAMES = flags.DEFINE_integer('frames', 60, 'Frames of each swing video.')
 _MODE = flags.DEFINE_enum('mode', 'exact', ['exact', 'preview'], "Renderer: the authors' fusion "
                           'renderer, or fast point splatting.')
@@ -102,34 +84,63 @@ _HELDOUT = flags.DEFINE_integer('heldout', 2, 'Test scene of synthetic_rgbd whos
                                 'for image-to-3D (class = index % 5); -1 skips image-to-3D.')
 _CEILINGS = flags.DEFINE_bool('ceilings', True, 'Score ground-truth scenes of the same classes at '
                               'the same cameras.')
-_METRICS = flags.DEFINE_list('metrics', ['reprojection', 'tsed', 'flatness'], '3D consistency '
-                             'metrics (TSED needs OpenCV: pip install \'ivid-jax[eval]\').')
+_METRICS = flags.DEFINE_list('metrics', None, '3D consistency metrics: reprojection, tsed, '
+                             'flatness (default: all three, tsed only when OpenCV imports: '
+                             "pip install 'ivid-jax[eval]').")
 _EXPORT = flags.DEFINE_list('export', ['ply', 'glb'], 'Meshes to export: ply, glb, points.')
+
+
+def _seeds_and_classes(opts: dict) -> tuple[tuple[int, ...] | None, tuple | str]:
+  """--seeds and --classes (or the preset's) -> Options.seeds and Options.classes."""
+  from ivid_jax.sampling import sampler  # pylint: disable=g-import-not-at-top
+  given = sampler_flags.explicit()
+  classes = sampler_flags.class_spec(opts['classes'])
+  if 'seeds' not in given and 'classes' in given and not isinstance(classes, str):
+    return None, tuple(classes)  # seeds 0, 1, ...: one scene per class
+  seeds = tuple(sampler.parse_int_list(opts['seeds']))
+  if not seeds:
+    raise ValueError(f'--seeds={opts["seeds"]!r} gives no seed')
+  if isinstance(classes, str):
+    return seeds, classes
+  if 'classes' not in given and len(classes) not in (1, len(seeds)):
+    classes = [classes[i % len(classes)] for i in range(len(seeds))]  # the preset's, repeated
+  if len(classes) == 1:
+    classes = classes * len(seeds)
+  if len(classes) != len(seeds):
+    raise ValueError(f'--classes: {len(classes)} classes for {len(seeds)} seeds; give one per '
+                     f'seed, one for all, or one of {", ".join(sampler_flags.CLASS_MODES)}')
+  return seeds, tuple(classes)
 
 
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f'demo takes no positional arguments, got {argv[1:]}')
-  from ivid_jax.demos import scenes  # pylint: disable=g-import-not-at-top
-
-  options = scenes.Options(
-      classes=tuple(_CLASSES.value), seed=_SEED.value, steps_uncond=_STEPS_UNCOND.value,
-      steps_cond=_STEPS_COND.value, eta_uncond=_ETA_UNCOND.value, eta_cond=_ETA_COND.value,
-      guidance=_GUIDANCE.value,
-      clip_denoised=_CLIP.value, erode_rgb=_ERODE.value, replace_rgb=_REPLACE_RGB.value,
-      replace_rgb_last=_REPLACE_RGB_LAST.value, replace_depth=_REPLACE_DEPTH.value,
-      frames=_FRAMES.value,
-      render_mode=_MODE.value, video_scale=_VIDEO_SCALE.value, grid_scale=_GRID_SCALE.value,
-      orbit_views=_ORBIT_VIEWS.value, orbit_class=_ORBIT_CLASS.value,
-      heldout=None if _HELDOUT.value < 0 else _HELDOUT.value, ceilings=_CEILINGS.value,
-      metrics=tuple(_METRICS.value), export=tuple(_EXPORT.value))
-  bad = set(options.export) - {'ply', 'glb', 'points'}
+  bad = set(_EXPORT.value) - {'ply', 'glb', 'points'}
   if bad:
     raise app.UsageError(f'--export: unknown formats {sorted(bad)}; use ply, glb, points')
+  if 'batch_size' in sampler_flags.explicit():
+    raise app.UsageError('--batch_size: the demo samples all its scenes in one batch')
+  opts = sampler_flags.values('demo')
   try:
-    result = scenes.run_demo(_OUT.value, uncond=_UNCOND.value, cond=_COND.value,
-                             options=options)
-  except (ValueError, FileNotFoundError) as e:
+    seeds, classes = _seeds_and_classes(opts)
+  except ValueError as e:
     raise app.UsageError(str(e)) from e
+  from ivid_jax.demos import scenes  # pylint: disable=g-import-not-at-top
+  from ivid_jax.evaluation import consistency  # pylint: disable=g-import-not-at-top
+
+  # run_demo leaves TSED out, with a note, when OpenCV does not import.
+  metrics = tuple(_METRICS.value) if _METRICS.value else consistency.METRICS
+  options = scenes.Options(
+      classes=classes, seeds=seeds, steps_uncond=opts['steps_uncond'],
+      steps_cond=opts['steps_cond'], eta_uncond=opts['eta_uncond'], eta_cond=opts['eta_cond'],
+      guidance=opts['guidance'], clip_denoised=opts['clip_denoised'],
+      erode_rgb=opts['erode_rgb'], replace_rgb=opts['replace_rgb'],
+      replace_rgb_last=opts['replace_rgb_last'], replace_depth=opts['replace_depth'],
+      frames=_FRAMES.value, render_mode=_MODE.value, video_scale=_VIDEO_SCALE.value,
+      grid_scale=_GRID_SCALE.value, orbit_views=_ORBIT_VIEWS.value,
+      orbit_class=_ORBIT_CLASS.value, heldout=None if _HELDOUT.value < 0 else _HELDOUT.value,
+      ceilings=_CEILINGS.value, metrics=metrics, export=tuple(_EXPORT.value))
+  out = outputs.check_out(_OUT.value)
+  result = scenes.run_demo(out, uncond=_UNCOND.value, cond=_COND.value, options=options)
   print()
   print(result.summary())

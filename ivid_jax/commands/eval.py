@@ -13,16 +13,15 @@ eval.py does; its features are cached in --cache_dir. Features come from the
 FID Inception (torch-fidelity's inception-v3-compat, the paper's), whose
 weights ivid-jax never downloads: pass --inception (the .pth, read with torch
 if installed, or an .npz of its tensors). Writes <--out>/eval.json (every
-number and setting) and eval.md (the table); --out defaults to the parent of
---fake (the sampler's output folder).
+number and setting) and eval.md (the table); --out defaults to outputs/eval.
 """
 
 from __future__ import annotations
 
-import os
-
 from absl import app
 from absl import flags
+
+from ivid_jax.commands import outputs
 
 _FAKE = flags.DEFINE_string('fake', None, "Generated PNGs (the sampler's <out>/results).")
 _REAL = flags.DEFINE_string('real', None, 'Folder of real images (png/jpg/jpeg, recursive).')
@@ -41,7 +40,9 @@ _BATCH_SIZE = flags.DEFINE_integer('batch_size', 250, 'Images per Inception step
                                    'devices (rounded up to a multiple of the device count).')
 _CACHE_DIR = flags.DEFINE_string('cache_dir', '~/.cache/ivid-jax/eval', 'Real-feature cache; '
                                  'empty: no cache.')
-_OUT = flags.DEFINE_string('out', None, 'Report folder (default: the parent of --fake).')
+_OUT = flags.DEFINE_string('out', outputs.default_out('eval'), 'Report folder (refused if it '
+                           'holds files, unless --overwrite).')
+flags.declare_key_flag('overwrite')
 _SEED = flags.DEFINE_integer('seed', 0, 'Draw of --num_samples generated images.')
 _KID_SUBSET_SIZE = flags.DEFINE_integer('kid_subset_size', 1000, 'KID subset size (torch-fidelity: '
                                         '1000; smaller only for small sets).')
@@ -56,6 +57,7 @@ def main(argv: list[str]) -> None:
     raise app.UsageError('eval needs --fake=DIR and --inception=PATH')
   if (_REAL.value is None) == (_TFDS.value is None):
     raise app.UsageError('eval needs exactly one real set: --real=DIR or --tfds=NAME[:split]')
+  out = outputs.check_out(_OUT.value)
   from ivid_jax.evaluation import fidelity  # pylint: disable=g-import-not-at-top
   from ivid_jax.evaluation import report  # pylint: disable=g-import-not-at-top
   from ivid_jax.data.errors import BadExampleError  # pylint: disable=g-import-not-at-top
@@ -68,11 +70,8 @@ def main(argv: list[str]) -> None:
         cache_dir=_CACHE_DIR.value or None, seed=_SEED.value,
         kid_subset_size=_KID_SUBSET_SIZE.value, skip_bad_examples=_SKIP_BAD.value)
   except BadExampleError as e:
-    raise app.UsageError(f'{e}\n(--skip_bad_examples counts and skips unreadable real images; '
-                         'a generated image is never skipped)') from e
-  except (ValueError, FileNotFoundError, ImportError) as e:
-    raise app.UsageError(str(e)) from e
-  out = _OUT.value or os.path.dirname(os.path.abspath(_FAKE.value))
+    raise ValueError(f'{e} (--skip_bad_examples counts and skips unreadable real images; a '
+                     'generated image is never skipped)') from e
   markdown = fidelity.markdown(result)
   paths = report.write(out, 'eval', result, markdown)
   print(markdown)

@@ -33,8 +33,8 @@ def main(argv: list[str]) -> None:
     points = sweep.load_sweep(_SWEEP.value)
     for point in points:
       sweep.apply(_CONFIG.value, point)  # unknown fields fail before anything runs
-  except (ValueError, KeyError, FileNotFoundError) as e:
-    raise app.UsageError(str(e)) from e
+  except (ValueError, KeyError) as e:
+    raise app.UsageError(f'--sweep={_SWEEP.value}: {e}') from e
   config_arg = flags.FLAGS['config'].serialize().split('=', 1)[1]
   if not _RUN.value:
     print('\n'.join(sweep.commands(config_arg, points, _WORKDIR.value)))

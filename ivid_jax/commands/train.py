@@ -57,10 +57,6 @@ def main(argv: list[str]) -> None:
     # Before the trainer's modules are imported: they touch the devices.
     parallel.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
   from ivid_jax.training import train  # pylint: disable=g-import-not-at-top
-  from ivid_jax.training import workdir_lock  # pylint: disable=g-import-not-at-top
-  try:
-    state = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
-  except (ValueError, FileNotFoundError, train.NonFiniteError,
-          workdir_lock.WorkdirInUseError) as e:
-    raise app.UsageError(str(e)) from e
+  # A runtime failure (NonFiniteError, a workdir in use, a missing file) is one line, exit 1.
+  state = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
   print(f'trained to step {int(state.step)}: {_WORKDIR.value}')

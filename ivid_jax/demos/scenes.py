@@ -58,6 +58,7 @@ from PIL import Image
 from ivid_jax import images
 from ivid_jax.data import synthetic
 from ivid_jax.evaluation import consistency
+from ivid_jax.evaluation import eval_3d
 from ivid_jax.evaluation import ground_truth
 from ivid_jax.evaluation import report
 from ivid_jax.evaluation import scenes as scenes_lib
@@ -91,8 +92,13 @@ NUM_3X9 = viewsets.make('3x9', num_scenes=1).num_views  # 27
 @dataclasses.dataclass(frozen=True)
 class Options:
   """Everything a demo run is a function of (defaults: the 5-minute CPU run)."""
-  classes: tuple[Any, ...] = DEFAULT_CLASSES  # class names or labels, one scene each
-  seed: int = 0  # scene i is sampler seed `seed + i`; the image-to-3D scene comes last
+  # Class names or labels, one per scene (or one for all `seeds`), or a mode of
+  # `sampler.choose_classes` ('mod', 'uniform', 'random'; needs `seeds`).
+  classes: tuple[Any, ...] | str = DEFAULT_CLASSES
+  seed: int = 0  # without `seeds`: scene i is sampler seed `seed + i`
+  # The scenes' sampler seeds (None: seed, seed + 1, ... one per class); the image-to-3D and
+  # orbit scenes take the two seeds after the largest.
+  seeds: tuple[int, ...] | None = None
   steps_uncond: int = 50  # DDIM steps of view 0
   steps_cond: int = 20  # DDIM steps of each further view
   # DDIM eta of view 0 and of the further views. The authors sample with 0 (deterministic);
@@ -252,6 +258,30 @@ def parse_classes(classes: Sequence[Any] | str, num_classes: int | None) -> list
     if bad:
       raise ValueError(f'class labels {bad} are outside 0..{num_classes - 1}')
   return labels
+
+
+def scene_seeds_and_labels(opts: Options, num_classes: int | None,
+                           has_null_class: bool = False) -> tuple[list[int], list[int]]:
+  """The 3x9 scenes' seeds and class labels (`Options.seeds`, `Options.classes`).
+
+  Networks without classes get label 0 per scene (unused by the sampler).
+  """
+  if isinstance(opts.classes, str) and opts.classes in ('mod', 'uniform', 'random'):
+    if opts.seeds is None:
+      raise ValueError(f'classes {opts.classes!r} needs the seeds (Options.seeds)')
+    seeds = list(opts.seeds)
+    labels = sampler.choose_classes(seeds, opts.classes, num_classes, allow_null=has_null_class)
+    return seeds, [0] * len(seeds) if labels is None else [int(c) for c in labels]
+  labels = parse_classes(opts.classes, num_classes)
+  if opts.seeds is None:
+    return [opts.seed + i for i in range(len(labels))], labels
+  seeds = list(opts.seeds)
+  if len(labels) == 1:
+    labels = labels * len(seeds)
+  if len(labels) != len(seeds):
+    raise ValueError(f'{len(labels)} classes for {len(seeds)} seeds: give one per seed or one '
+                     'for all')
+  return seeds, labels
 
 
 def class_name(label: int, num_classes: int | None) -> str:
@@ -477,19 +507,19 @@ def score_against_truth(views: np.ndarray, conditions, truth: scenes_lib.Scene
     views: float [V, N, N, 4] generated views (view 0 given), z with near/far 0.6/5.
     conditions: aggregate.Condition [V - 1, ...] the views' conditions.
     truth: the true scene at the same cameras.
+
+  Returns:
+    `ground_truth.novel_view_scores` (the novel-view protocol's numbers), the depth abs-rel
+    error over all pixels (depth_abs_rel) and the colour PSNR of each view (psnr_per_view).
   """
-  pred = np.clip(np.asarray(views[1:, ..., :3], np.float32), 0.0, 1.0)
+  pred = np.asarray(views[1:], np.float32)
   true = truth.rgb[1:].astype(np.float32) / 255.0
   shown = np.asarray(conditions.mask_rgb, bool)[..., 0]
-  out = {}
-  for region, mask in (('all', np.ones_like(shown)), ('shown', shown), ('inpainted', ~shown)):
-    for k, val in ground_truth.region_scores(pred, true, mask).items():
-      if k != 'images':
-        out[f'{k}_{region}'] = val
-  out['shown_share'] = float(shown.mean())
-  out['depth_abs_rel'] = ground_truth.depth_error(views[1:, ..., 3], truth.depth[1:],
+  known = np.asarray(conditions.mask, bool)[..., 0]
+  out = ground_truth.novel_view_scores(pred, true, truth.depth[1:], shown, known)
+  out['depth_abs_rel'] = ground_truth.depth_error(pred[..., 3], truth.depth[1:],
                                                   np.ones_like(shown))
-  mse = ((pred - true) ** 2).mean((1, 2, 3))
+  mse = ((np.clip(pred[..., :3], 0.0, 1.0) - true) ** 2).mean((1, 2, 3))
   out['psnr_per_view'] = [float(x) for x in np.minimum(-10 * np.log10(np.maximum(mse, 1e-10)),
                                                        ground_truth.PSNR_CAP)]
   return out
@@ -562,6 +592,203 @@ def image_to_3d(nets: sampler.Networks, first_view: np.ndarray, out_dir: str, *,
 # ---------------------------------------------------------------------------------------------
 # The demo.
 
+@dataclasses.dataclass
+class _Run:
+  """One demo run's inputs and its stage clock (what every stage of `run_demo` reads)."""
+  out_dir: str
+  opts: Options
+  nets: sampler.Networks
+  settings: chain.Settings
+  seeds: list[int]  # the 3x9 scenes'
+  labels: list[int]
+  progress: bool
+  log: Any
+  times: dict[str, float] = dataclasses.field(default_factory=dict)
+  clock: float = dataclasses.field(default_factory=time.time)
+
+  def stage(self, name: str) -> None:
+    """Records the wall time since the last stage under `name` and logs it."""
+    now = time.time()
+    self.times[name] = now - self.clock
+    self.clock = now
+    self.log(f'  {name}: {self.times[name]:.1f} s')
+
+  @property
+  def with_classes(self) -> bool:
+    return self.nets.num_classes is not None
+
+
+@dataclasses.dataclass
+class _Orbit:
+  """The orbit scene's plan: views (0: none), seed, label, and whether it shares the batch."""
+  views: int = 0
+  seed: int = 0
+  label: int = 0
+
+  @property
+  def shared(self) -> bool:  # its views ride in the 3x9 scenes' batch (module docstring)
+    return self.views == NUM_3X9
+
+  @property
+  def spec(self) -> str:
+    return f'orbit:{self.views}'
+
+
+def _checked_metrics(opts: Options) -> tuple[tuple[str, ...], list[str]]:
+  """The metrics the run computes and the notes on what it left out."""
+  if opts.render_mode not in fusion.MODES:
+    raise ValueError(f'render mode must be one of {fusion.MODES}, got {opts.render_mode!r}')
+  unknown = set(opts.metrics) - set(consistency.METRICS)
+  if unknown:
+    raise ValueError(f'unknown metrics {sorted(unknown)}; choose from {consistency.METRICS}')
+  metrics = tuple(opts.metrics)
+  if 'tsed' in metrics and importlib.util.find_spec('cv2') is None:
+    return tuple(m for m in metrics if m != 'tsed'), [eval_3d.TSED_NOTE]
+  return metrics, []
+
+
+def _plan_orbit(run: _Run) -> _Orbit:
+  opts = run.opts
+  if not opts.orbit_views:
+    return _Orbit()
+  # After the image-to-3D scene's seed (max + 1), whether it is drawn or not.
+  return _Orbit(views=viewsets.make(f'orbit:{opts.orbit_views}', num_scenes=1).num_views,
+                seed=max(run.seeds) + 2,
+                label=orbit_class(opts.orbit_class, run.labels, run.nets.num_classes))
+
+
+def _log_sampling(run: _Run, orbit: _Orbit) -> None:
+  opts = run.opts
+  first_sampler = ('DDPM' if opts.steps_uncond >= run.nets.uncond.schedule.num_steps else
+                   f'DDIM {opts.steps_uncond}, eta {opts.eta_uncond:g}')
+  beside = [s for s, on in (('the image-to-3D scene', opts.heldout is not None),
+                            (f'an orbit scene of {orbit.views} views around', orbit.views))
+            if on]
+  what = [f'{len(run.seeds)} scene(s) of 3x9 views'] + beside
+  run.log(f'[3/6] sampling {", ".join(what[:-1])}{" and " if len(what) > 1 else ""}{what[-1]}'
+          + f': view 0 with G_u ({first_sampler}), then the further views with G_c (DDIM '
+          f'{opts.steps_cond}, eta {opts.eta_cond:g})'
+          + (', all in one batch' if orbit.views and orbit.shared else ''))
+
+
+def _sample_all(run: _Run, orbit: _Orbit, pending
+                ) -> tuple[list[tuple[scene_io.Scene, Any]], dict[int, Any], np.ndarray | None]:
+  """View 0 of every scene, then their further views: (generated, truth, the given view 0).
+
+  `generated` holds the 3x9 scenes, then the image-to-3D one, then the orbit one.
+  """
+  opts, nets, labels_of = run.opts, run.nets, lambda x: x if run.with_classes else None
+  first_seeds, first_labels = list(run.seeds), list(run.labels)
+  if orbit.views:
+    first_seeds.append(orbit.seed)
+    first_labels.append(orbit.label)
+  first = _sample(nets, first_seeds, labels_of(first_labels), 'uncond', None, run.settings,
+                  'view 0', run.progress)
+  first_views = np.stack([scene.views[0] for scene, _ in first])
+  run.stage('view 0 (G_u)')
+  truth = {}
+  if pending is not None:
+    truth = pending.result()
+    run.stage('ground truth scenes (the wait for them)')
+  n = len(run.seeds)
+  all_seeds, all_labels = list(run.seeds), list(run.labels)
+  all_first, specs = [first_views[:n]], ['3x9'] * n
+  given = None
+  if opts.heldout is not None:
+    # True geometry in the sampler's encoding (module docstring): the true views are targets.
+    given = ground_truth.sampler_views(truth[opts.heldout])[0]
+    all_first.append(given[None])
+    all_seeds.append(max(run.seeds) + 1)
+    # Its true class for synthetic_rgbd networks; others get their null class (a photo's).
+    synthetic_nets = nets.num_classes == synthetic.NUM_CLASSES
+    all_labels.append(opts.heldout % synthetic.NUM_CLASSES if synthetic_nets else
+                      -1 if nets.has_null_class else 0)
+    specs.append('3x9')
+  if orbit.views and orbit.shared:
+    all_first.append(first_views[-1:])
+    all_seeds.append(orbit.seed)
+    all_labels.append(orbit.label)
+    specs.append(orbit.spec)
+  generated = _sample(nets, all_seeds, labels_of(all_labels), specs, np.concatenate(all_first),
+                      run.settings, 'views 1-26', run.progress)
+  run.stage('views 1-26 (G_c)')
+  if orbit.views and not orbit.shared:
+    generated += _sample(nets, [orbit.seed], labels_of([orbit.label]), orbit.spec,
+                         first_views[-1:], run.settings, f'orbit views 1-{orbit.views - 1}',
+                         run.progress)
+    run.stage(f'orbit views 1-{orbit.views - 1} (G_c, a chain of its own)')
+  return generated, truth, given
+
+
+def _write_all(run: _Run, orbit: _Orbit, generated, truth, given
+               ) -> tuple[list[SceneFiles], ImageTo3D | None, SceneFiles | None]:
+  """Writes the scenes (the authors' layout; image_to_3d/ and orbit/ beside)."""
+  opts, num_classes, n = run.opts, run.nets.num_classes, len(run.seeds)
+  paths = scene_io.make_dirs(run.out_dir)
+  files = [_write_scene(paths, scene, conds, num_classes, opts.grid_scale)
+           for scene, conds in generated[:n]]
+  i23d = orbit_files = None
+  if opts.heldout is not None:
+    scene, conds = generated[n]
+    true_scene = truth[opts.heldout]
+    i23d = _image_to_3d(scene, conds, run.out_dir, given, num_classes, true_scene,
+                        true_scene.name, opts.grid_scale)
+  if orbit.views:
+    scene, conds = generated[-1]
+    scene.display = orbit_display(orbit.views)
+    orbit_files = _write_scene(scene_io.make_dirs(os.path.join(run.out_dir, ORBIT)), scene,
+                               conds, num_classes, opts.grid_scale)
+  return files, i23d, orbit_files
+
+
+def _render_all(run: _Run, everything: list[SceneFiles], orbit: SceneFiles | None,
+                notes: list[str]) -> None:
+  opts = run.opts
+  run.log(f'[4/6] rendering the swing videos ({opts.frames} frames, {opts.render_mode} renderer)'
+          + (' and the orbit scene\'s turntable (a full turn)' if orbit else ''))
+  videos = os.path.join(run.out_dir, 'videos')
+  for f in tqdm.tqdm(everything, desc='videos', unit='scene', leave=False,
+                     disable=not run.progress):
+    render_video(f, videos, opts)
+  if export.ffmpeg_exe() is None:
+    notes.append("MP4 videos skipped: no ffmpeg (pip install 'ivid-jax[video]' or put one on "
+                 'the PATH); the GIFs hold the same frames.')
+  run.stage('render')
+  if orbit:
+    render_video(orbit, videos, opts, trajectory='orbit')
+    run.stage('turntable video')
+
+
+def _export_all(run: _Run, everything: list[SceneFiles]) -> None:
+  run.log(f'[5/6] exporting fused meshes ({", ".join(run.opts.export)})')
+  for f in tqdm.tqdm(everything, desc='meshes', unit='scene', leave=False,
+                     disable=not run.progress):
+    f.meshes = export.export_scene(scene_io.read_scene(f.scene),
+                                   os.path.join(run.out_dir, 'exports', f.name),
+                                   formats=run.opts.export)
+  run.stage('export')
+
+
+def _score_all(run: _Run, everything: list[SceneFiles], truth, metrics: tuple[str, ...]
+               ) -> list[dict[str, Any]]:
+  """Scores every generated scene (into its SceneFiles) and the true ones; the latter's rows."""
+  run.log(f'[6/6] 3D consistency ({", ".join(metrics)}) of the generated and the true scenes')
+  gt_rows = []
+  num_classes = run.nets.num_classes
+  if metrics:
+    for f, s in zip(everything, _score([f.scene for f in everything], metrics)):
+      f.metrics = s
+    if run.opts.ceilings and truth:
+      gt_labels = sorted(set(run.labels)) if num_classes == synthetic.NUM_CLASSES else []
+      gt = [truth[c] for c in gt_labels]
+      for c, s, scores in zip(gt_labels, gt, consistency.score_scenes(
+          gt, metrics=metrics)['per_scene'] if gt else []):
+        gt_rows.append({'name': s.name, 'label': c, 'class_name': class_name(c, num_classes),
+                        'metrics': {k: v for k, v in scores.items() if k != 'name'}})
+  run.stage('metrics')
+  return gt_rows
+
+
 def run_demo(out_dir: str, *, uncond: str | None = None, cond: str | None = None,
              options: Options = Options(), progress: bool = True, log=print) -> DemoResult:
   """Generates, renders, exports and scores the demo's scenes; see the module docstring.
@@ -579,33 +806,18 @@ def run_demo(out_dir: str, *, uncond: str | None = None, cond: str | None = None
   """
   log = log or (lambda *a, **k: None)
   opts = options
-  if opts.render_mode not in fusion.MODES:
-    raise ValueError(f'render mode must be one of {fusion.MODES}, got {opts.render_mode!r}')
-  unknown = set(opts.metrics) - set(consistency.METRICS)
-  if unknown:
-    raise ValueError(f'unknown metrics {sorted(unknown)}; choose from {consistency.METRICS}')
-  notes, times = [], {}
-  metrics = tuple(opts.metrics)
-  if 'tsed' in metrics and importlib.util.find_spec('cv2') is None:
-    metrics = tuple(m for m in metrics if m != 'tsed')
-    notes.append("TSED left out: it needs OpenCV (pip install 'ivid-jax[eval]').")
-  start = clock = time.time()
-
-  def stage(name):
-    nonlocal clock
-    now = time.time()
-    times[name] = now - clock
-    clock = now
-    log(f'  {name}: {times[name]:.1f} s')
+  metrics, notes = _checked_metrics(opts)
+  start = time.time()
 
   log('[1/6] loading the networks')
   uncond = uncond or shipped_model('uncond')
   cond = cond or shipped_model('cond')
   nets = load_networks(uncond, cond, opts.guidance)
-  labels = parse_classes(opts.classes, nets.num_classes)
+  seeds, labels = scene_seeds_and_labels(opts, nets.num_classes, nets.has_null_class)
   n = nets.image_size
-  settings = chain_settings(opts, n)
-  stage('load')
+  run = _Run(out_dir=out_dir, opts=opts, nets=nets, settings=chain_settings(opts, n),
+             seeds=seeds, labels=labels, progress=progress, log=log, clock=start)
+  run.stage('load')
 
   wanted = ([opts.heldout] if opts.heldout is not None else []) + (
       sorted(set(labels)) if opts.ceilings and nets.num_classes == synthetic.NUM_CLASSES else [])
@@ -616,117 +828,17 @@ def run_demo(out_dir: str, *, uncond: str | None = None, cond: str | None = None
         f'({textures} textures) by the dataset\'s generator, while view 0 is sampled')
     pending = start_heldout_scenes(n, wanted, textures)
 
-  seeds = [opts.seed + i for i in range(len(labels))]
-  with_classes = nets.num_classes is not None
-  orbit_views = 0
-  if opts.orbit_views:
-    orbit_views = viewsets.make(f'orbit:{opts.orbit_views}', num_scenes=1).num_views
-    orbit_label = orbit_class(opts.orbit_class, labels, nets.num_classes)
-    # After the image-to-3D scene's seed, whether it is drawn or not.
-    orbit_seed = opts.seed + len(labels) + 1
-  # The orbit scene's views ride in the 3x9 scenes' batch when it has as many (module docstring).
-  shared = orbit_views == NUM_3X9
-  first_sampler = ('DDPM' if opts.steps_uncond >= nets.uncond.schedule.num_steps else
-                   f'DDIM {opts.steps_uncond}, eta {opts.eta_uncond:g}')
-  beside = [s for s, on in (('the image-to-3D scene', opts.heldout is not None),
-                            (f'an orbit scene of {orbit_views} views around', orbit_views))
-            if on]
-  what = [f'{len(seeds)} scene(s) of 3x9 views'] + beside
-  log(f'[3/6] sampling {", ".join(what[:-1])}{" and " if len(what) > 1 else ""}{what[-1]}'
-      + f': view 0 with G_u ({first_sampler}), then the further views with G_c (DDIM '
-      f'{opts.steps_cond}, eta {opts.eta_cond:g})'
-      + (', all in one batch' if orbit_views and shared else ''))
-  first_seeds, first_labels = list(seeds), list(labels)
-  if orbit_views:
-    first_seeds.append(orbit_seed)
-    first_labels.append(orbit_label)
-  first = _sample(nets, first_seeds, first_labels if with_classes else None, 'uncond', None,
-                  settings, 'view 0', progress)
-  first_views = np.stack([scene.views[0] for scene, _ in first])
-  stage('view 0 (G_u)')
-  truth = {}
-  if pending is not None:
-    truth = pending.result()
-    stage('ground truth scenes (the wait for them)')
-  all_seeds, all_labels = list(seeds), list(labels)
-  all_first, specs = [first_views[:len(seeds)]], ['3x9'] * len(seeds)
-  if opts.heldout is not None:
-    # True geometry in the sampler's encoding (module docstring): the true views are targets.
-    given = ground_truth.sampler_views(truth[opts.heldout])[0]
-    all_first.append(given[None])
-    all_seeds.append(opts.seed + len(labels))
-    # Its true class for synthetic_rgbd networks; others get their null class (a photo's).
-    synthetic_nets = nets.num_classes == synthetic.NUM_CLASSES
-    all_labels.append(opts.heldout % synthetic.NUM_CLASSES if synthetic_nets else
-                      -1 if nets.has_null_class else 0)
-    specs.append('3x9')
-  orbit_spec = f'orbit:{orbit_views}'
-  if orbit_views and shared:
-    all_first.append(first_views[-1:])
-    all_seeds.append(orbit_seed)
-    all_labels.append(orbit_label)
-    specs.append(orbit_spec)
-  generated = _sample(nets, all_seeds, all_labels if with_classes else None, specs,
-                      np.concatenate(all_first), settings, 'views 1-26', progress)
-  stage('views 1-26 (G_c)')
-  if orbit_views and not shared:
-    generated += _sample(nets, [orbit_seed], [orbit_label] if with_classes else None,
-                         orbit_spec, first_views[-1:], settings, f'orbit views 1-{orbit_views - 1}',
-                         progress)
-    stage(f'orbit views 1-{orbit_views - 1} (G_c, a chain of its own)')
-
-  paths = scene_io.make_dirs(out_dir)
-  files = [_write_scene(paths, scene, conds, nets.num_classes, opts.grid_scale)
-           for scene, conds in generated[:len(seeds)]]
-  i23d = orbit = None
-  if opts.heldout is not None:
-    scene, conds = generated[len(seeds)]
-    true_scene = truth[opts.heldout]
-    i23d = _image_to_3d(scene, conds, out_dir, given, nets.num_classes, true_scene,
-                        true_scene.name, opts.grid_scale)
-  if orbit_views:
-    scene, conds = generated[-1]
-    scene.display = orbit_display(orbit_views)
-    orbit = _write_scene(scene_io.make_dirs(os.path.join(out_dir, ORBIT)), scene, conds,
-                         nets.num_classes, opts.grid_scale)
-
-  log(f'[4/6] rendering the swing videos ({opts.frames} frames, {opts.render_mode} renderer)'
-      + (' and the orbit scene\'s turntable (a full turn)' if orbit else ''))
+  orbit_plan = _plan_orbit(run)
+  _log_sampling(run, orbit_plan)
+  generated, truth, given = _sample_all(run, orbit_plan, pending)
+  files, i23d, orbit = _write_all(run, orbit_plan, generated, truth, given)
   everything = files + ([i23d.files] if i23d else [])
-  videos = os.path.join(out_dir, 'videos')
-  for f in tqdm.tqdm(everything, desc='videos', unit='scene', leave=False, disable=not progress):
-    render_video(f, videos, opts)
-  if export.ffmpeg_exe() is None:
-    notes.append("MP4 videos skipped: no ffmpeg (pip install 'ivid-jax[video]' or put one on "
-                 'the PATH); the GIFs hold the same frames.')
-  stage('render')
-  if orbit:
-    render_video(orbit, videos, opts, trajectory='orbit')
-    stage('turntable video')
+  _render_all(run, everything, orbit, notes)
   everything += [orbit] if orbit else []
-
   if opts.export:
-    log(f'[5/6] exporting fused meshes ({", ".join(opts.export)})')
-    for f in tqdm.tqdm(everything, desc='meshes', unit='scene', leave=False,
-                       disable=not progress):
-      scene = scene_io.read_scene(f.scene)
-      f.meshes = export.export_scene(scene, os.path.join(out_dir, 'exports', f.name),
-                                     formats=opts.export)
-    stage('export')
-
-  log(f'[6/6] 3D consistency ({", ".join(metrics)}) of the generated and the true scenes')
-  gt_rows = []
-  if metrics:
-    for f, s in zip(everything, _score([f.scene for f in everything], metrics)):
-      f.metrics = s
-    if opts.ceilings and truth:
-      gt_labels = sorted(set(labels)) if nets.num_classes == synthetic.NUM_CLASSES else []
-      gt = [truth[c] for c in gt_labels]
-      for c, s, scores in zip(gt_labels, gt, consistency.score_scenes(
-          gt, metrics=metrics)['per_scene'] if gt else []):
-        gt_rows.append({'name': s.name, 'label': c, 'class_name': class_name(c, nets.num_classes),
-                        'metrics': {k: v for k, v in scores.items() if k != 'name'}})
-  stage('metrics')
+    _export_all(run, everything)
+  gt_rows = _score_all(run, everything, truth, metrics)
+  times = run.times
   times['total'] = time.time() - start
 
   result = DemoResult(out_dir=os.path.abspath(out_dir), options=opts, scenes=files,

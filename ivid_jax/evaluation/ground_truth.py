@@ -207,17 +207,33 @@ def evaluate_novel_views(condition: Any, sample_fn: SampleFn, true_views: np.nda
   pred = np.asarray(sample_fn({k: jnp.asarray(v) for k, v in cond.items()}, key), np.float32)
   if pred.shape != true.shape[:-1] + (4,):
     raise ValueError(f'sample_fn returned {pred.shape}, expected rgbd {true.shape[:-1] + (4,)}')
-  results = {}
-  for name, views in (('model', pred), ('telea', telea_inpaint(cond))):
-    rgb = np.clip(views[..., :3], 0.0, 1.0)
-    scores = {'shown_share': float(shown.mean())}
-    for region, mask in (('all', np.ones_like(shown)), ('shown', shown), ('inpainted', ~shown)):
-      for metric, value in region_scores(rgb, true, mask).items():
-        scores[f'{metric}_{region}'] = value
-    scores['depth_abs_rel_known'] = depth_error(views[..., 3], true_depth, known)
-    scores['depth_abs_rel_unknown'] = depth_error(views[..., 3], true_depth, ~known)
-    results[name] = scores
-  return results
+  return {name: novel_view_scores(views, true, true_depth, shown, known)
+          for name, views in (('model', pred), ('telea', telea_inpaint(cond)))}
+
+
+def novel_view_scores(views: np.ndarray, true_views: np.ndarray, true_depth: np.ndarray,
+                      shown: np.ndarray, known: np.ndarray) -> dict[str, float]:
+  """Generated novel views against the true ones (what `evaluate_novel_views` reports).
+
+  Args:
+    views: float [B, S, S, 4] generated RGB (clipped to [0, 1] here) and z-buffer depth (0.6/5).
+    true_views: float [B, S, S, 3] in [0, 1].
+    true_depth: float [B, S, S] linear depth.
+    shown, known: bool [B, S, S], where the condition showed colour (mask_rgb) and depth (mask).
+
+  Returns:
+    psnr/ssim over all pixels, the shown ones and the inpainted ones (`<metric>_<region>`,
+    with `images_<region>`, the views that have such pixels),
+    depth abs-rel error on the known and unknown depth pixels, and the shown share.
+  """
+  rgb = np.clip(views[..., :3], 0.0, 1.0)
+  scores = {'shown_share': float(shown.mean())}
+  for region, mask in (('all', np.ones_like(shown)), ('shown', shown), ('inpainted', ~shown)):
+    for metric, value in region_scores(rgb, true_views, mask).items():
+      scores[f'{metric}_{region}'] = value
+  scores['depth_abs_rel_known'] = depth_error(views[..., 3], true_depth, known)
+  scores['depth_abs_rel_unknown'] = depth_error(views[..., 3], true_depth, ~known)
+  return scores
 
 
 def _default_aggregate() -> AggregateFn:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 
 FLAG = '--xla_cpu_experimental_ynn_fusion_type=-individual_convolution'
 _NAME = 'xla_cpu_experimental_ynn_fusion_type'
@@ -43,6 +44,8 @@ def _jaxlib_minor() -> tuple[int, ...]:
 
 
 def _backends_initialised() -> bool:
+  if 'jax' not in sys.modules:  # nothing initialised; and `ivid-jax --help` stays JAX-free
+    return False
   try:
     from jax._src import xla_bridge  # pylint: disable=import-outside-toplevel
     return bool(xla_bridge.backends_are_initialized())

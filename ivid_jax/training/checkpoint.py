@@ -93,6 +93,10 @@ class Checkpointer:
         enable_async_checkpointing=asynchronous, cleanup_tmp_directories=True, create=True)
     self.directory = os.path.join(os.path.abspath(workdir), CHECKPOINTS)
     self.manager = ocp.CheckpointManager(self.directory, options=options)
+    # orbax 0.12 cleans up temporary paths in a thread started here and awaited only by the
+    # first save: a run failing before then (a missing init_from, a restore error) would exit
+    # under that thread, which then logs a traceback at interpreter shutdown. Await it now.
+    getattr(self.manager, '_maybe_await_cleanup_tmp_directory', lambda: None)()
 
   def latest_step(self) -> int | None:
     return self.manager.latest_step()
