@@ -43,7 +43,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.diffusion.schedule = 'linear'  # linear, cosine
   config.diffusion.num_steps = 1000
   config.diffusion.label_dropout = 0.1  # p_uncond
-  config.diffusion.guidance = 3.0  # w in (1 + w) eps_c - w eps_u (the README's evaluation: 0.5)
+  config.diffusion.guidance = 3.0  # w in (1 + w) eps_c - w eps_u (the authors' evaluation: 0.5)
   config.diffusion.sampler = 'ddpm'  # ddpm (all 1000 steps), ddim
   config.diffusion.steps = 1000
 

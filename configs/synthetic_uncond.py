@@ -6,8 +6,7 @@
 The dataset (synthetic_rgbd/r32_solid) is built on first use. The network is
 small (32 channels) so that the demo samples a 3x9 scene on a CPU in seconds;
 the EMA warms up and the learning rate is 2x the authors'. Previews clip x_0
-(young networks overshoot at large t). Measured on the 2-core machine (README,
-"Configs and sweeps"): about 1 step/s alone; the shipped G_u has 6,000 steps
+(young networks overshoot at large t). The shipped G_u has 6,000 steps
 (from step 2,000 at lr 5e-4) and draws ground planes, skies and flat-coloured
 objects with stochastic DDIM (preview.eta = 1); deterministic DDIM speckles them.
 The run resumes from its last checkpoint with a larger --config.total_steps.
@@ -40,7 +39,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # DDIM then ends in saturated noise even when the network has learned the scenes.
   config.preview.clip_denoised = True
   # Deterministic DDIM draws speckled images from a young network even at 250 steps;
-  # stochastic DDIM (eta 1, like DDPM) draws clean ones at 50 (README, Training).
+  # stochastic DDIM (eta 1, like DDPM) draws clean ones at 50 (data/models/MODEL_CARD.md, "How they must be sampled").
   config.preview.eta = 1.0
   if arg == 'runlocal':
     config.total_steps = 20

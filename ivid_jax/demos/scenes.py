@@ -103,7 +103,7 @@ class Options:
   steps_cond: int = 20  # DDIM steps of each further view
   # DDIM eta of view 0 and of the further views. The authors sample with 0 (deterministic);
   # networks as briefly trained as the shipped ones then draw speckled views, and 1 (DDIM's
-  # stochastic end, like DDPM) draws clean ones at the same cost (README, Training).
+  # stochastic end, like DDPM) draws clean ones at the same cost (data/models/MODEL_CARD.md, "How they must be sampled").
   eta_uncond: float = 1.0
   eta_cond: float = 1.0
   guidance: float = 3.0  # classifier-free guidance w (the authors' value for pictures)
@@ -118,11 +118,11 @@ class Options:
   # DDIM step (the colour on the last one as `replace_rgb_last` says). The authors' 0.1 / 0.2
   # assume a G_c that copies its condition by itself; the shipped one, briefly trained, barely
   # does, and full replacement (1.0) keeps the views consistent where they overlap (measured:
-  # README Demo).
+  # docs/generation.md, "Presets").
   replace_rgb: float = 1.0
   replace_depth: float = 1.0
   # The colour replacement on the final step too (the authors skip it): the shown pixels are then
-  # the earlier views' aggregate itself, not the young G_c's redrawing of it (README, Demo).
+  # the earlier views' aggregate itself, not the young G_c's redrawing of it (docs/generation.md, "Presets").
   replace_rgb_last: bool = True
   frames: int = 60  # frames of the swing video and of the orbit scene's turntable
   render_mode: str = 'exact'  # 'exact' (the authors' fusion renderer) or 'preview'

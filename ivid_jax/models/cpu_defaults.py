@@ -3,7 +3,7 @@
 jaxlib 0.10 hands every 2-D convolution on the CPU to YNNPACK. For the weight gradient of a
 3x3 convolution (a "convolution" whose kernel is the whole H x W output gradient) its
 kernels are 2-4x slower than XLA's Eigen path, which made our training step 2.2x PyTorch's
-(benchmarks/unet.py; README, "The ADM UNet"). Forward and input-gradient convolutions run
+(benchmarks/unet.py; docs/performance.md, "The UNet training step"). Forward and input-gradient convolutions run
 at the same speed either way, and YNNPACK's reductions and matmuls, which the step also
 uses, stay on. No rewrite of the convolution in JAX reaches Eigen's weight gradient while
 YNNPACK claims convolutions (an im2col or per-tap matmul, a 1-D or 3-D convolution, a

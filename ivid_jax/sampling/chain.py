@@ -90,7 +90,7 @@ class Settings(NamedTuple):
   steps_cond: int = 50
   eta: float = 0.0  # DDIM eta of the further views
   # DDIM eta of view 0 when steps_uncond < T (the authors: 0). 1 draws like DDPM at DDIM's
-  # cost: a young network's deterministic DDIM samples are speckled (README, Training).
+  # cost: a young network's deterministic DDIM samples are speckled (data/models/MODEL_CARD.md, "How they must be sampled").
   eta_uncond: float = 0.0
   replace_rgb: float = 0.1
   replace_depth: float = 0.2
