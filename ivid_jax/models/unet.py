@@ -344,13 +344,29 @@ class UNet(nn.Module):
                        f'{self.in_channels}], got {x.shape}')
     if t.shape != (b,):
       raise ValueError(f't must be [{b}], got {t.shape}')
-    res_cls = nn.remat(ResBlock, static_argnums=(3,)) if self.remat else ResBlock
-    attn_cls = nn.remat(AttentionBlock) if self.remat else AttentionBlock
     fused_ops = self._fused()
+    emb = self._embedding(t, classes)
+    res, attn = self._block_makers(fused_ops)
+    h, hs = self._encoder(x, emb, train, res, attn)
+    h = res(h.shape[-1], 'middle_block_0')(h, emb, train)
+    h = attn(h.shape[-1], 'middle_block_1')(h)
+    h = res(h.shape[-1], 'middle_block_2')(h, emb, train)
+    h = self._decoder(h, hs, emb, train, res, attn)
+    if fused_ops:
+      h = FusedGroupNorm32(self.num_groups, name='out_0')(h.astype(jnp.float32), act=True)
+    else:
+      h = nn.silu(GroupNorm32(self.num_groups, name='out_0')(h.astype(jnp.float32)))
+    return _conv(self.out_channels, 'out_2', jnp.float32, zero=True)(h)
+
+  # The stages below run inside the compact __call__ (their submodules are its children, named
+  # as the authors' state dict names them).
+
+  def _embedding(self, t: Array, classes: Array | None) -> Array:
+    """The time embedding plus the class embedding (zero for the null class): [B, 4 C]."""
+    b = t.shape[0]
     c = self.model_channels
     embed_dim = 4 * c
     dense = functools.partial(nn.Dense, param_dtype=jnp.float32)
-
     emb = timestep_embedding(t, c)
     emb = dense(embed_dim, name='time_embed_1')(emb)
     emb = dense(embed_dim, name='time_embed_3')(nn.silu(emb))
@@ -368,6 +384,12 @@ class UNet(nn.Module):
         emb = emb + class_emb
     elif classes is not None:
       raise ValueError('classes given to a model without num_classes')
+    return emb
+
+  def _block_makers(self, fused_ops: bool):
+    """(res, attn): constructors of the residual and attention blocks with this UNet's settings."""
+    res_cls = nn.remat(ResBlock, static_argnums=(3,)) if self.remat else ResBlock
+    attn_cls = nn.remat(AttentionBlock) if self.remat else AttentionBlock
 
     def res(out, name, **kw):
       return res_cls(out, num_groups=self.num_groups, dropout=self.dropout,
@@ -378,6 +400,11 @@ class UNet(nn.Module):
       return attn_cls(self._heads(channels), num_groups=self.num_groups, dtype=self.dtype,
                       fused=fused_ops, name=name)
 
+    return res, attn
+
+  def _encoder(self, x: Array, emb: Array, train: bool, res, attn) -> tuple[Array, list[Array]]:
+    """The input blocks: (the lowest-resolution features, every block's output for the skips)."""
+    c = self.model_channels
     h = x.astype(self.dtype)
     h = _conv(int(self.channel_mult[0] * c), 'input_blocks_0_0', self.dtype)(h)
     hs = [h]
@@ -400,11 +427,12 @@ class UNet(nn.Module):
         block += 1
         ds //= 2
         assert h.shape[1] == ds, (h.shape, ds)
+    return h, hs
 
-    h = res(h.shape[-1], 'middle_block_0')(h, emb, train)
-    h = attn(h.shape[-1], 'middle_block_1')(h)
-    h = res(h.shape[-1], 'middle_block_2')(h, emb, train)
-
+  def _decoder(self, h: Array, hs: list[Array], emb: Array, train: bool, res, attn) -> Array:
+    """The output blocks, each taking the matching skip from `hs` (consumed)."""
+    c = self.model_channels
+    ds = h.shape[1]
     block = 0
     for level, mult in list(enumerate(self.channel_mult))[::-1]:
       for i in range(self.num_res_blocks + 1):
@@ -423,12 +451,7 @@ class UNet(nn.Module):
           ds *= 2
           assert h.shape[1] == ds, (h.shape, ds)
         block += 1
-
-    if fused_ops:
-      h = FusedGroupNorm32(self.num_groups, name='out_0')(h.astype(jnp.float32), act=True)
-    else:
-      h = nn.silu(GroupNorm32(self.num_groups, name='out_0')(h.astype(jnp.float32)))
-    return _conv(self.out_channels, 'out_2', jnp.float32, zero=True)(h)
+    return h
 
 
 def from_backbone_args(args: dict[str, Any], **overrides) -> UNet:
