@@ -127,13 +127,10 @@ def class_labels(entries: Sequence[int | str], num_classes: int | None) -> list[
   labels = []
   for c in entries:
     if isinstance(c, str):
-      if c not in synthetic.CLASS_NAMES:
-        raise ValueError(f'--classes: unknown class {c!r}; synthetic_rgbd has '
-                         f'{", ".join(synthetic.CLASS_NAMES)} (or give labels)')
-      if num_classes != synthetic.NUM_CLASSES:
-        raise ValueError(f"--classes: class names are synthetic_rgbd's, but the networks have "
-                         f'{num_classes} classes: give labels')
-      labels.append(synthetic.CLASS_NAMES.index(c))
+      try:
+        labels.append(synthetic.class_label(c, num_classes))
+      except ValueError as e:
+        raise ValueError(f'--classes: {e}') from e
     else:
       labels.append(c)
   return labels

@@ -44,6 +44,21 @@ NUM_NOISE_WAVES = 3
 CLASS_NAMES = ('spheres', 'boxes', 'mixed', 'tabletop', 'room')
 NUM_CLASSES = len(CLASS_NAMES)
 
+
+def class_label(name: str, num_classes: int | None) -> int:
+  """A class name of synthetic_rgbd -> its label, for networks of `num_classes` classes.
+
+  Raises:
+    ValueError: an unknown name, or networks that are not synthetic_rgbd's (give labels).
+  """
+  if name not in CLASS_NAMES:
+    raise ValueError(f'unknown class {name!r}; synthetic_rgbd has {", ".join(CLASS_NAMES)} '
+                     '(or give labels)')
+  if num_classes != NUM_CLASSES:
+    raise ValueError(f"class names are synthetic_rgbd's, but the networks have {num_classes} "
+                     'classes: give labels')
+  return CLASS_NAMES.index(name)
+
 TEX_SOLID, TEX_CHECKER, TEX_STRIPES, TEX_NOISE = range(4)
 _TEX_PROBS = (0.1, 0.35, 0.25, 0.3)
 

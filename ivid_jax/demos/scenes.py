@@ -244,13 +244,7 @@ def parse_classes(classes: Sequence[Any] | str, num_classes: int | None) -> list
   labels = []
   for c in classes:
     if isinstance(c, str) and not c.lstrip('-').isdigit():
-      if c not in synthetic.CLASS_NAMES:
-        raise ValueError(f'unknown class {c!r}; synthetic_rgbd has {synthetic.CLASS_NAMES} '
-                         f'(or give labels)')
-      if num_classes != synthetic.NUM_CLASSES:
-        raise ValueError(f'class names are synthetic_rgbd\'s, but the networks have '
-                         f'{num_classes} classes: give labels')
-      labels.append(synthetic.CLASS_NAMES.index(c))
+      labels.append(synthetic.class_label(c, num_classes))
     else:
       labels.append(int(c))
   if num_classes is not None:
