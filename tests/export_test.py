@@ -122,3 +122,15 @@ def test_videos(tmp_path):
 def test_depth_video_frames_use_the_authors_encoding():
   out = export.depth_frames(np.array([[[[0.5]], [[100.0]]]], np.float32).reshape(2, 1, 1, 1))
   assert out.shape == (2, 1, 1, 3) and out[0].sum() > out[1].sum()
+
+
+def test_without_an_ffmpeg_mp4_is_left_out_with_one_note_or_refused_alone(monkeypatch):
+  from ivid_jax.rendering import scene_videos  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(export, 'ffmpeg_exe', lambda: None)
+  formats, note = scene_videos.video_formats(['mp4', 'gif'])
+  assert formats == ['gif'] and 'MP4 videos skipped' in note and 'ivid-jax[video]' in note
+  assert scene_videos.video_formats(['gif']) == (['gif'], None)
+  with pytest.raises(RuntimeError, match='--video=mp4 needs an ffmpeg'):
+    scene_videos.video_formats(['mp4'])
+  monkeypatch.setattr(export, 'ffmpeg_exe', lambda: '/usr/bin/ffmpeg')
+  assert scene_videos.video_formats(['mp4', 'gif']) == (['mp4', 'gif'], None)

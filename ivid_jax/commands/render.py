@@ -73,6 +73,9 @@ def main(argv: list[str]) -> None:
   from ivid_jax.rendering import scene_videos  # pylint: disable=g-import-not-at-top
 
   out = outputs.check_out(_OUT.value)
+  video, note = scene_videos.video_formats(_VIDEO.value) if _TRAJ.value != 'none' else ([], None)
+  if note:
+    print(f'Note: {note}')
   scenes = scene_videos.read_scenes(_SCENES.value, trajectory=_TRAJ.value,
                                     allow_holes=_ALLOW_HOLES.value)
   print(f'found {len(scenes)} scene(s) in {_SCENES.value}')
@@ -84,6 +87,6 @@ def main(argv: list[str]) -> None:
   for path, scene in tqdm.tqdm(scenes, desc='scenes', unit='scene'):
     scene_videos.render_scene_files(
         path, scene, out, trajectory=_TRAJ.value, frames=_FRAMES.value, mode=_MODE.value,
-        kernel=kernel, fps=_FPS.value, video=_VIDEO.value, formats=_EXPORT.value,
+        kernel=kernel, fps=_FPS.value, video=video, formats=_EXPORT.value,
         allow_holes=_ALLOW_HOLES.value, max_gap=_MAX_GAP.value)
   print(f'rendered {len(scenes)} scene(s) in {time.time() - start:.1f} s -> {out}')

@@ -45,6 +45,25 @@ def check_coverage(view_mvs, frame_mvs, max_gap: float, name: str) -> None:
         'a trajectory inside its views, or pass --allow_holes.')
 
 
+def video_formats(requested: Sequence[str]) -> tuple[list[str], str | None]:
+  """The video formats this install can write, and a one-line note on any left out.
+
+  MP4 needs an ffmpeg (`export.ffmpeg_exe`); without one it is left out when GIF is also
+  asked for (the GIF holds the same frames).
+
+  Raises:
+    RuntimeError: MP4 alone was asked for and there is no ffmpeg.
+  """
+  formats = list(requested)
+  if 'mp4' not in formats or export.ffmpeg_exe() is not None:
+    return formats, None
+  hint = "pip install 'ivid-jax[video]' or put an ffmpeg on the PATH"
+  formats.remove('mp4')
+  if not formats:
+    raise RuntimeError(f'--video=mp4 needs an ffmpeg ({hint}), or use --video=gif')
+  return formats, f'MP4 videos skipped: no ffmpeg ({hint}); the GIFs hold the same frames.'
+
+
 def read_scenes(scene_dir: str, *, trajectory: str = 'swing', allow_holes: bool = False
                 ) -> list[tuple[str, scene_io.Scene]]:
   """(path, Scene) of every scene_*.npz in scene_dir (or its scenes/), checked for rendering.
