@@ -236,3 +236,12 @@ def human(n: float, unit: str = 'B') -> str:
       return f'{x:.3g} {p}{unit}' if p else f'{x:.0f} {unit}'
     x /= base
   return f'{x:.3g} {unit}'
+
+
+def dry_run_lines(done: str, compiled: str, compile_seconds: float,
+                  rows: list[tuple[str, str]]) -> list[str]:
+  """A dry run's header ("nothing was <done>") and its (name, value) rows, names aligned."""
+  width = max(len(k) for k, _ in rows)
+  lines = [f'DRY RUN: nothing was {done} or written. Per device ({compiled}, or loaded from the '
+           f'compilation cache, in {compile_seconds:.0f} s):']
+  return lines + [f'  {k:<{width}}  {v}' for k, v in rows]

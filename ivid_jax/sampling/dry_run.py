@@ -231,10 +231,7 @@ def format_report(r: Report) -> str:
                           'only, not the aggregation)'),
       ('bytes accessed per scene', h(r.bytes_per_scene)),
   ]
-  width = max(len(k) for k, _ in rows)
-  lines = [f'DRY RUN: nothing was sampled or written. Per device (chain compiled, or loaded '
-           f'from the compilation cache, in {r.compile_seconds:.0f} s):']
-  lines += [f'  {k:<{width}}  {v}' for k, v in rows]
+  lines = hlo_stats.dry_run_lines('sampled', 'chain compiled', r.compile_seconds, rows)
   if r.platform == 'cpu':
     lines.append('  (memory: XLA:CPU\'s buffer assignment; a TPU\'s or GPU\'s differs, see '
                  'docs/performance.md, "Dry run".)')

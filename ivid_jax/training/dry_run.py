@@ -162,10 +162,7 @@ def format_report(r: Report) -> str:
     unknown = (f', {coll.unknown_trips} in loops of unknown length counted once'
                if coll.unknown_trips else '')
     rows.append((f'{kind} per step', f'{h(coll.bytes)} in {coll.count} op(s){unknown}'))
-  width = max(len(k) for k, _ in rows)
-  lines = [f'DRY RUN: nothing was trained or written. Per device (compiled, or loaded from the '
-           f'compilation cache, in {r.compile_seconds:.0f} s):']
-  lines += [f'  {k:<{width}}  {v}' for k, v in rows]
+  lines = hlo_stats.dry_run_lines('trained', 'compiled', r.compile_seconds, rows)
   if r.platform == 'cpu':
     lines.append('  (XLA:CPU figures: on a TPU or GPU the memory layout, the fusions and hence '
                  'the temporaries and bytes accessed differ; see docs/performance.md, "Dry run".')
